@@ -1,0 +1,72 @@
+"""onnxport: Hugging Face Transformers models to ONNX, proven right, run with ONNX Runtime.
+
+Export:
+    >>> import onnxport
+    >>> result = onnxport.export("path/to/checkpoint", "out/")  # doctest: +SKIP
+    >>> print(result.validation.format())  # doctest: +SKIP
+
+Run:
+    >>> model = onnxport.ORTModelForFeatureExtraction.from_pretrained("out/")  # doctest: +SKIP
+
+Heavy modules load on first use, so `import onnxport` stays cheap for the runtime.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING, Any
+
+from onnxport._version import __version__
+
+if TYPE_CHECKING:
+    from onnxport.adapters import ExportAdapter, register_adapter
+    from onnxport.exporter import ExportResult, export
+    from onnxport.pipelines import pipeline
+    from onnxport.runtime import (
+        ORTModel,
+        ORTModelForFeatureExtraction,
+        ORTModelForMaskedLM,
+        ORTModelForMultipleChoice,
+        ORTModelForQuestionAnswering,
+        ORTModelForSequenceClassification,
+        ORTModelForTokenClassification,
+    )
+    from onnxport.spec import ExportSpec, get_onnx_config
+    from onnxport.validate import OutputCheck, ValidationReport
+
+_LAZY = {
+    "export": "onnxport.exporter",
+    "ExportResult": "onnxport.exporter",
+    "get_onnx_config": "onnxport.spec",
+    "ExportSpec": "onnxport.spec",
+    "ValidationReport": "onnxport.validate",
+    "OutputCheck": "onnxport.validate",
+    "ExportAdapter": "onnxport.adapters",
+    "register_adapter": "onnxport.adapters",
+    "pipeline": "onnxport.pipelines",
+    "ORTModel": "onnxport.runtime",
+    "ORTModelForFeatureExtraction": "onnxport.runtime",
+    "ORTModelForMaskedLM": "onnxport.runtime",
+    "ORTModelForMultipleChoice": "onnxport.runtime",
+    "ORTModelForQuestionAnswering": "onnxport.runtime",
+    "ORTModelForSequenceClassification": "onnxport.runtime",
+    "ORTModelForTokenClassification": "onnxport.runtime",
+}
+
+__all__ = ["__version__", *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        if importlib.util.find_spec(f"onnxport.{name}") is not None:
+            return importlib.import_module(f"onnxport.{name}")
+        raise AttributeError(f"module 'onnxport' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

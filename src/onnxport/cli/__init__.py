@@ -1,0 +1,1 @@
+"""Command-line interface; `onnxport.cli.main.main` is the console script."""

@@ -1,0 +1,285 @@
+"""The `onnxport` command: thin typed commands over the library, one error formatter.
+
+Exit codes: 0 success, 1 export or validation failed, 2 user error (bad arguments, missing
+or unreadable model, unknown task, output folder in the way), 130 interrupted.
+Set ONNXPORT_DEBUG=1 to see tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from onnxport._version import __version__
+from onnxport.errors import EXIT_FAILED, EXIT_OK, EXIT_USER_ERROR, OnnxportError
+
+logger = logging.getLogger("onnxport")
+
+EXAMPLES = """examples:
+  onnxport export onnx --model ./my-bert-folder out/
+  onnxport export onnx --model distilbert-base-uncased --task question-answering out/
+  onnxport tasks
+  onnxport architectures
+  onnxport demo
+"""
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
+
+
+def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        "-m",
+        required=True,
+        help="Hub id or local folder with weights and tokenizer files",
+    )
+    parser.add_argument(
+        "--task",
+        help="task head to export (default: inferred from the "
+        "checkpoint, else the bare model); see `onnxport tasks`",
+    )
+    parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default: 18)")
+    parser.add_argument(
+        "--atol",
+        type=_positive_float,
+        default=None,
+        help="absolute tolerance for validation (default: 1e-4)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="device to export and validate on (default: cpu)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=2, help="batch size of the traced example (default: 2)"
+    )
+    parser.add_argument(
+        "--sequence-length",
+        type=int,
+        default=16,
+        help="sequence length of the traced example (default: 16)",
+    )
+    parser.add_argument(
+        "--no-validate", action="store_true", help="skip comparing ONNX Runtime with PyTorch"
+    )
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow the checkpoint's own Python code to run",
+    )
+    parser.add_argument("--force", action="store_true", help="replace a non-empty output folder")
+    parser.add_argument(
+        "--external-data",
+        action="store_true",
+        default=None,
+        help="store weights in model.onnx_data (automatic above 2 GB)",
+    )
+    parser.add_argument("--revision", help="Hub revision (branch, tag or commit)")
+    parser.add_argument("output", type=Path, metavar="OUTPUT_DIR", help="folder to write")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (also used to document the CLI)."""
+    parser = argparse.ArgumentParser(
+        prog="onnxport",
+        description="Export Transformers models to ONNX, validated against "
+        "PyTorch, and run them with ONNX Runtime.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"onnxport {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    export = commands.add_parser("export", help="export a model")
+    formats = export.add_subparsers(dest="format", metavar="FORMAT")
+    onnx_parser = formats.add_parser(
+        "onnx",
+        help="export to ONNX and validate against PyTorch",
+        description="Export a Transformers checkpoint to OUTPUT_DIR/model.onnx, with its "
+        "config and tokenizer, then validate it against PyTorch at new input shapes.",
+        epilog="example: onnxport export onnx --model ./bert-folder --task fill-mask out/",
+    )
+    _add_export_arguments(onnx_parser)
+
+    commands.add_parser("tasks", help="list supported tasks and their synonyms")
+    archs = commands.add_parser("architectures", help="list supported architectures")
+    archs.add_argument(
+        "--all",
+        action="store_true",
+        help="also list model types the generic path tries but CI does not test",
+    )
+    archs.add_argument("--markdown", action="store_true", help="print the README tables")
+
+    demo = commands.add_parser("demo", help="export the built-in MiniLM-L6 and rank sentences")
+    demo.add_argument(
+        "output",
+        nargs="?",
+        type=Path,
+        default=Path("demo-output/minilm"),
+        metavar="OUTPUT_DIR",
+        help="folder to write (default: demo-output/minilm)",
+    )
+    return parser
+
+
+def _legacy_argv(argv: list[str]) -> list[str]:
+    """Map the legacy `onnxport --model=X OUT` form onto `export onnx`.
+
+    It is the form users of the old `python -m transformers.onnx` know.
+    """
+    if argv and (argv[0] == "--model" or argv[0].startswith("--model=") or argv[0] == "-m"):
+        return ["export", "onnx", *argv]
+    return argv
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from onnxport.exporter import export
+
+    result = export(
+        args.model,
+        args.output,
+        args.task,
+        opset=args.opset,
+        atol=args.atol,
+        device=args.device,
+        batch_size=args.batch_size,
+        sequence_length=args.sequence_length,
+        validate_export=not args.no_validate,
+        force=args.force,
+        external_data=args.external_data,
+        trust_remote_code=args.trust_remote_code,
+        revision=args.revision,
+    )
+    if result.validation is not None:
+        print(result.validation.format(), flush=True)
+    else:
+        print("Validation skipped (--no-validate).")
+    print(f"The ONNX export succeeded and the exported model was saved at: {result.output_dir}")
+    logger.info(
+        "Task %s, captured with the %s exporter, %.1f s in all.",
+        result.task,
+        result.strategy,
+        result.seconds,
+    )
+    return EXIT_OK
+
+
+def _cmd_tasks(_: argparse.Namespace) -> int:
+    from onnxport.runtime import ORT_MODEL_CLASSES
+    from onnxport.tasks import TASKS
+
+    width = max(len(task.name) for task in TASKS)
+    for task in sorted(TASKS, key=lambda t: t.name):
+        synonyms = f" (also: {', '.join(task.synonyms)})" if task.synonyms else ""
+        print(
+            f"{task.name:<{width}}  {ORT_MODEL_CLASSES[task.name].__name__:<34} "
+            f"{task.description}{synonyms}"
+        )
+    return EXIT_OK
+
+
+def _cmd_architectures(args: argparse.Namespace) -> int:
+    from onnxport.support import architectures, markdown_tables
+
+    if args.markdown:
+        print(markdown_tables())
+        return EXIT_OK
+    for arch in architectures(include_untested=args.all):
+        status = "tested" if arch.tested else "generic"
+        print(f"{arch.model_type:<28} {status:<8} {', '.join(arch.tasks)}")
+    if not args.all:
+        print("\n(--all also lists the model types the generic path tries without CI tests)")
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from onnxport import demo
+    from onnxport.exporter import export
+
+    checkpoint = demo.default_model_path()
+    print(f"Exporting the built-in default model (all-MiniLM-L6-v2) from {checkpoint}")
+    result = export(checkpoint, args.output, force=True)
+    assert result.validation is not None
+    print(result.validation.format(), flush=True)
+    print(f"The ONNX export succeeded and the exported model was saved at: {result.output_dir}")
+    print()
+    onnx_ranking = demo.rank(demo.onnx_embedder(result.output_dir))
+    torch_ranking = demo.rank(demo.torch_embedder(checkpoint))
+    print(demo.format_rankings(onnx_ranking, torch_ranking))
+    return EXIT_OK if onnx_ranking.sentences == torch_ranking.sentences else EXIT_FAILED
+
+
+COMMANDS = {"tasks": _cmd_tasks, "architectures": _cmd_architectures, "demo": _cmd_demo}
+
+
+def _configure_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (the console script exits with it)."""
+    args_list = _legacy_argv(list(sys.argv[1:] if argv is None else argv))
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    debug = os.environ.get("ONNXPORT_DEBUG", "") not in ("", "0")
+    if args.command is None or (args.command == "export" and args.format is None):
+        parser.print_help() if args.command is None else parser.parse_args(["export", "-h"])
+        return EXIT_USER_ERROR
+    _configure_logging(args.verbose)
+    previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    try:
+        handler = _cmd_export if args.command == "export" else COMMANDS[args.command]
+        return handler(args)
+    except OnnxportError as err:
+        if debug:
+            raise
+        validation = getattr(err, "report", None)
+        if validation is not None:
+            print(validation.format(args.output / "model.onnx"), flush=True)
+        print(f"Error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("Interrupted; the output folder was left as it was.", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if debug:
+            raise
+        first = (str(err).strip().splitlines() or [""])[0][:300]
+        print(
+            f"Error: unexpected {type(err).__name__}: {first}. Set ONNXPORT_DEBUG=1 for the "
+            "traceback and report it.",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,103 @@
+"""Every error onnxport raises on purpose, one type per pipeline stage.
+
+Each error subclasses the matching builtin so callers can catch it either way, carries the
+facts that caused it as fields, and its message says what went wrong and what to do next.
+`exit_code` is what the CLI exits with: 2 for a user mistake, 1 for a failed export or
+validation. This module imports nothing from onnxport.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USER_ERROR = 2
+
+
+class OnnxportError(Exception):
+    """Base of every onnxport error; `str(err)` is one line meant for a person."""
+
+    exit_code: int = EXIT_USER_ERROR
+
+
+class ModelLoadError(OnnxportError, FileNotFoundError):
+    """The checkpoint cannot be found or read (step: load)."""
+
+    def __init__(self, message: str, *, model: str) -> None:
+        super().__init__(message)
+        self.model = model
+
+
+class TaskError(OnnxportError, ValueError):
+    """The task is unknown, or the architecture has no head for it (step: task)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        task: str | None,
+        model_type: str | None = None,
+        available: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message)
+        self.task = task
+        self.model_type = model_type
+        self.available = tuple(available)
+
+
+class UnsupportedModelError(OnnxportError, ValueError):
+    """The architecture is unknown to transformers or has no head for any supported task."""
+
+    def __init__(self, message: str, *, model_type: str | None) -> None:
+        super().__init__(message)
+        self.model_type = model_type
+
+
+class ExportOptionError(OnnxportError, ValueError):
+    """An export option is out of range or not usable on this machine (step: options)."""
+
+    def __init__(self, message: str, *, option: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+
+class SpecError(OnnxportError, ValueError):
+    """The inputs or outputs of the export cannot be derived (step: spec)."""
+
+    exit_code = EXIT_FAILED
+
+
+class CaptureError(OnnxportError, RuntimeError):
+    """Every capture strategy failed to turn the model into an ONNX graph (step: capture)."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, *, failures: Sequence[tuple[str, str]]) -> None:
+        super().__init__(message)
+        self.failures = tuple(failures)
+
+
+class OutputDirError(OnnxportError, FileExistsError):
+    """The output folder cannot be written as asked (step: write)."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class ValidationError(OnnxportError, AssertionError):
+    """ONNX Runtime's outputs differ from PyTorch's (step: validate).
+
+    `report` is the full `ValidationReport`; the message names the worst output.
+    """
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, *, report: object) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class ORTModelError(OnnxportError, ValueError):
+    """An exported folder cannot be loaded or called with ONNX Runtime (step: run)."""

@@ -1,0 +1,221 @@
+"""`export()`: load -> spec -> capture -> postprocess -> validate, written atomically."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from onnxport import hub
+from onnxport.adapters import ADAPTERS
+from onnxport.capture import DEFAULT_OPSET, capture, check_opset
+from onnxport.dummy import trace_shape, validation_shapes
+from onnxport.errors import ExportOptionError, TaskError, ValidationError
+from onnxport.postprocess import (
+    EXTERNAL_DATA_FILE,
+    ONNX_FILE,
+    add_metadata,
+    check_output_dir,
+    needs_external_data,
+    save_side_files,
+    staged_output,
+)
+from onnxport.spec import ExportSpec, default_input_names, derive_spec, example_inputs
+from onnxport.tasks import TASKS, Task, check_task_for, get_task, infer_task
+from onnxport.validate import ValidationReport, validate
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What `export()` wrote and proved."""
+
+    output_dir: Path
+    onnx_path: Path
+    files: tuple[Path, ...]
+    task: str
+    spec: ExportSpec
+    strategy: str
+    validation: ValidationReport | None
+    seconds: float
+
+
+def _check_device(device: str) -> list[str]:
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device != "cuda":
+        raise ExportOptionError(f"--device must be cpu or cuda, not '{device}'.", option="--device")
+    if not torch.cuda.is_available():
+        raise ExportOptionError(
+            "--device cuda was asked but PyTorch sees no CUDA device here. Use --device cpu.",
+            option="--device",
+        )
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise ExportOptionError(
+            "--device cuda needs onnxruntime-gpu (the installed onnxruntime has no CUDA "
+            "provider). Install onnxruntime-gpu, or use --device cpu.",
+            option="--device",
+        )
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def _task_of_model(model: Any, task: str | None) -> Task:
+    model_type = model.config.model_type
+    if task:
+        chosen = get_task(task)
+        check_task_for(chosen, model_type)
+        if type(model).__name__ != chosen.model_classes().get(model_type, type(model).__name__):
+            raise TaskError(
+                f"The model is a {type(model).__name__}, which has no head for '{chosen.name}'. "
+                f"Load it with {chosen.auto_class} or pass the matching task.",
+                task=chosen.name,
+                model_type=model_type,
+            )
+        return chosen
+    for candidate in TASKS:
+        if candidate.model_classes().get(model_type) == type(model).__name__:
+            return candidate
+    raise TaskError(
+        f"Cannot tell the task of a {type(model).__name__}; pass task=... explicitly.",
+        task=None,
+        model_type=model_type,
+    )
+
+
+def export(
+    model: str | os.PathLike[str] | torch.nn.Module,
+    output_dir: str | os.PathLike[str],
+    task: str | None = None,
+    *,
+    tokenizer: Any | None = None,
+    opset: int = DEFAULT_OPSET,
+    atol: float | None = None,
+    device: str = "cpu",
+    batch_size: int = 2,
+    sequence_length: int = 16,
+    validate_export: bool = True,
+    force: bool = False,
+    external_data: bool | None = None,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+) -> ExportResult:
+    """Export a Transformers model to `output_dir/model.onnx` and prove it matches PyTorch.
+
+    `model` is a Hub id, a local folder, or a loaded `PreTrainedModel`. Without `task` it is
+    inferred from the checkpoint's architecture (the bare model when no head matches).
+    Validation runs at two shapes unlike the traced one and raises `ValidationError` on a
+    mismatch, leaving `output_dir` untouched. External data is used when the weights exceed
+    what one protobuf holds, or when `external_data=True`.
+
+    Example:
+        >>> result = export("bert-folder/", "out/", task="question-answering")  # doctest: +SKIP
+        >>> result.validation.passed  # doctest: +SKIP
+        True
+
+    """
+    start = time.perf_counter()
+    output = Path(output_dir)
+    check_opset(opset)
+    providers = _check_device(device)
+    traced = trace_shape(batch_size, sequence_length)
+    if atol is not None and not atol > 0:
+        raise ExportOptionError(f"--atol must be a positive number, not {atol}.", option="--atol")
+    check_output_dir(output, force=force)
+
+    source: Path | None = None
+    if isinstance(model, torch.nn.Module):
+        task_obj = _task_of_model(model, task)
+        torch_model: Any = model.eval()
+        source_name = getattr(model.config, "_name_or_path", "") or type(model).__name__
+    else:
+        source_name = os.fspath(model)
+        logger.info("Loading %s...", source_name)
+        source = hub.resolve_model_path(model, revision=revision)
+        config = hub.load_config(source, trust_remote_code=trust_remote_code)
+        task_obj = get_task(task) if task else infer_task(config)
+        check_task_for(task_obj, config.model_type)
+        if not task:
+            logger.info("Task inferred from the checkpoint: %s.", task_obj.name)
+        torch_model = hub.load_model(
+            source, task_obj.auto_model_class(), trust_remote_code=trust_remote_code
+        )
+        if tokenizer is None:
+            tokenizer = hub.load_tokenizer(source, trust_remote_code=trust_remote_code)
+    torch_model = torch_model.to(device)
+    config = torch_model.config
+    adapter = ADAPTERS.get(config.model_type)
+    prepared = adapter.prepare_model(torch_model, task_obj.name)
+    names = adapter.input_names(
+        config, task_obj.name, default_input_names(prepared, config, tokenizer)
+    )
+    spec = derive_spec(prepared, task_obj, names, adapter=adapter, traced=traced)
+    logger.info(
+        "Inputs: %s. Outputs: %s.", ", ".join(spec.input_names), ", ".join(spec.output_names)
+    )
+    use_external = needs_external_data(torch_model) if external_data is None else external_data
+
+    with staged_output(output, force=force) as staging:
+        onnx_path = staging / ONNX_FILE
+        example = {
+            k: v.to(device)
+            for k, v in example_inputs(spec.inputs, config, spec.task, adapter, traced).items()
+        }
+        captured = capture(
+            prepared, spec, example, opset=opset, path=onnx_path, external_data=use_external
+        )
+        add_metadata(
+            onnx_path,
+            {
+                "source": source_name,
+                "task": spec.task,
+                "model_type": spec.model_type,
+                "opset": str(opset),
+                "capture_strategy": captured.strategy,
+            },
+        )
+        report = None
+        if validate_export:
+            report = validate(
+                onnx_path,
+                prepared,
+                spec,
+                adapter,
+                validation_shapes(traced),
+                atol=atol,
+                providers=providers,
+            )
+            if not report.passed:
+                raise ValidationError(
+                    f"Validation failed: {report.summary()}. Nothing was written to '{output}'. "
+                    "Pass a larger --atol if this difference is acceptable, or --no-validate "
+                    "to keep the files for inspection.",
+                    report=report,
+                )
+        save_side_files(staging, config=config, tokenizer=tokenizer, source=source)
+        files = sorted(p.name for p in staging.iterdir())
+    onnx_final = output / ONNX_FILE
+    if report is not None:
+        report = ValidationReport(
+            onnx_final, report.reference_outputs, report.onnx_outputs, report.checks, report.atol
+        )
+    seconds = time.perf_counter() - start
+    if use_external:
+        logger.info("Weights stored in %s beside the graph.", EXTERNAL_DATA_FILE)
+    return ExportResult(
+        output_dir=output,
+        onnx_path=onnx_final,
+        files=tuple(output / f for f in files),
+        task=spec.task,
+        spec=spec,
+        strategy=captured.strategy,
+        validation=report,
+        seconds=seconds,
+    )

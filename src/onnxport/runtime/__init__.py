@@ -1,0 +1,23 @@
+"""Run exported models with ONNX Runtime behind the transformers model API."""
+
+from onnxport.runtime.base import ORTModel
+from onnxport.runtime.modeling import (
+    ORT_MODEL_CLASSES,
+    ORTModelForFeatureExtraction,
+    ORTModelForMaskedLM,
+    ORTModelForMultipleChoice,
+    ORTModelForQuestionAnswering,
+    ORTModelForSequenceClassification,
+    ORTModelForTokenClassification,
+)
+
+__all__ = [
+    "ORT_MODEL_CLASSES",
+    "ORTModel",
+    "ORTModelForFeatureExtraction",
+    "ORTModelForMaskedLM",
+    "ORTModelForMultipleChoice",
+    "ORTModelForQuestionAnswering",
+    "ORTModelForSequenceClassification",
+    "ORTModelForTokenClassification",
+]

@@ -1,0 +1,276 @@
+"""`ORTModel`: an ONNX Runtime session behind the transformers model API.
+
+ORT models are not torch modules: they hold a session, a config and the folder they came
+from. Called with torch tensors they return torch tensors; with numpy arrays, numpy arrays;
+either way wrapped in the transformers output class of their task. This module never imports
+the export stages: `from_pretrained(..., export=True)` reaches them only through the public
+`onnxport.export()` function, imported where it is called.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from onnxport.errors import ORTModelError
+
+logger = logging.getLogger(__name__)
+
+ONNX_FILE = "model.onnx"
+_ORT_TO_NUMPY = {
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(bool)": np.bool_,
+}
+# Inputs PyTorch models fill in themselves when left out; the ONNX graph needs them explicitly.
+_DEFAULT_FILLS = {"attention_mask": 1, "token_type_ids": 0}
+
+
+class ORTModel:
+    """Base of every ONNX Runtime model class. Subclasses set `task` and `output_class`."""
+
+    task: ClassVar[str] = ""
+    output_class: ClassVar[type] = dict
+    main_input_name: ClassVar[str] = "input_ids"
+
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        config: Any,
+        *,
+        model_dir: Path,
+        file_name: str = ONNX_FILE,
+        _keep_alive: Any = None,
+    ) -> None:
+        self.session = session
+        self.config = config
+        self.model_dir = Path(model_dir)
+        self.file_name = file_name
+        self.input_names = [i.name for i in session.get_inputs()]
+        self.output_names = [o.name for o in session.get_outputs()]
+        self._input_types = {i.name: i.type for i in session.get_inputs()}
+        self._input_ranks = {i.name: len(i.shape) for i in session.get_inputs()}
+        self._keep_alive = _keep_alive  # the temporary export folder, when exported on the fly
+
+    # --- what transformers' pipelines read off a model -------------------------------------
+    @property
+    def device(self) -> torch.device:
+        """The torch device outputs are returned on."""
+        return torch.device("cuda" if "CUDAExecutionProvider" in self.providers else "cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating type the graph computes in."""
+        return torch.float32
+
+    @property
+    def providers(self) -> list[str]:
+        """Execution providers of the session, in priority order."""
+        return list(self.session.get_providers())
+
+    @classmethod
+    def can_generate(cls) -> bool:
+        """Encoder models cannot generate."""
+        return False
+
+    def eval(self) -> ORTModel:
+        """No-op, for code written against torch modules."""
+        return self
+
+    def to(self, device: Any) -> ORTModel:
+        """Only CPU placement is supported for now; anything else is refused clearly."""
+        if str(device) not in ("cpu", "cpu:0"):
+            raise ORTModelError(
+                f"Moving an ORT model to '{device}' is not supported; load it with "
+                "provider='CUDAExecutionProvider' instead."
+            )
+        return self
+
+    # --- loading and saving -----------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_id: str | os.PathLike[str],
+        *,
+        export: bool = False,
+        file_name: str | None = None,
+        provider: str = "CPUExecutionProvider",
+        providers: Sequence[str] | None = None,
+        session_options: ort.SessionOptions | None = None,
+        revision: str | None = None,
+        trust_remote_code: bool = False,
+        **export_kwargs: Any,
+    ) -> Any:
+        """Load an exported folder (or Hub repo), or export a PyTorch checkpoint on the fly.
+
+        Example:
+            >>> model = ORTModelForSequenceClassification.from_pretrained("out/")  # doctest: +SKIP
+            >>> model(**tokenizer("great film", return_tensors="pt")).logits  # doctest: +SKIP
+
+        """
+        from onnxport import hub
+
+        keep_alive = None
+        if export:
+            from onnxport import export as run_export
+
+            keep_alive = tempfile.TemporaryDirectory(prefix="onnxport-")
+            folder = Path(keep_alive.name) / "model"
+            run_export(
+                model_id,
+                folder,
+                task=cls.task,
+                trust_remote_code=trust_remote_code,
+                revision=revision,
+                **export_kwargs,
+            )
+        else:
+            if export_kwargs:
+                raise TypeError(f"Unexpected arguments: {', '.join(export_kwargs)}")
+            folder = hub.resolve_model_path(
+                model_id, revision=revision, allow_patterns=hub.ONNX_PATTERNS
+            )
+        name = file_name or cls._find_onnx_file(folder)
+        path = folder / name
+        if not path.is_file():
+            raise ORTModelError(f"No ONNX file '{name}' in '{folder}'.")
+        config = hub.load_config(folder, trust_remote_code=trust_remote_code)
+        chosen = list(providers) if providers else [provider]
+        try:
+            session = ort.InferenceSession(
+                str(path), sess_options=session_options, providers=chosen
+            )
+        except Exception as err:
+            raise ORTModelError(
+                f"ONNX Runtime cannot load '{path}': {str(err).splitlines()[0]}"
+            ) from err
+        return cls(session, config, model_dir=folder, file_name=name, _keep_alive=keep_alive)
+
+    @staticmethod
+    def _find_onnx_file(folder: Path) -> str:
+        if (folder / ONNX_FILE).is_file():
+            return ONNX_FILE
+        found = sorted(p.name for p in folder.glob("*.onnx"))
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise ORTModelError(
+                f"No .onnx file in '{folder}'. Export one with `onnxport export onnx`, or pass "
+                "export=True to export a PyTorch checkpoint on the fly."
+            )
+        raise ORTModelError(
+            f"'{folder}' holds several ONNX files ({', '.join(found)}); pick one with file_name=..."
+        )
+
+    def save_pretrained(self, save_directory: str | os.PathLike[str]) -> Path:
+        """Copy the ONNX file(s), config and preprocessor files to `save_directory`."""
+        target = Path(save_directory)
+        target.mkdir(parents=True, exist_ok=True)
+        for item in self.model_dir.iterdir():
+            if item.is_file():
+                shutil.copy2(item, target / item.name)
+        return target
+
+    # --- running ----------------------------------------------------------------------------
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the model; see `forward`."""
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the session on tokenizer-style inputs; returns the task's output class."""
+        if args:
+            kwargs.update(zip([self.main_input_name], args, strict=False))
+        tensors = {
+            k: v for k, v in kwargs.items() if isinstance(v, (torch.Tensor, np.ndarray, list))
+        }
+        unknown = sorted(set(tensors) - set(self.input_names))
+        if unknown:
+            raise ORTModelError(
+                f"Unexpected input(s) {', '.join(unknown)}; this model takes "
+                f"{', '.join(self.input_names)}."
+            )
+        use_torch = any(isinstance(v, torch.Tensor) for v in tensors.values())
+        feed = self._feed(tensors)
+        try:
+            results = self.session.run(None, feed)
+        except Exception as err:
+            raise ORTModelError(
+                f"ONNX Runtime failed on the given inputs ({_describe(feed)}); this model takes "
+                f"{self._expected()}: {str(err).splitlines()[0]}"
+            ) from err
+        outputs: dict[str, Any] = {}
+        for name, value in zip(self.output_names, results, strict=True):
+            outputs[name] = torch.from_numpy(value).to(self.device) if use_torch else value
+        return self._wrap(outputs)
+
+    def _wrap(self, outputs: dict[str, Any]) -> Any:
+        return self.output_class(**outputs)
+
+    def _feed(self, tensors: dict[str, Any]) -> dict[str, np.ndarray]:
+        if self.main_input_name not in tensors:
+            raise ORTModelError(
+                f"Missing input '{self.main_input_name}'; this model takes {self._expected()}."
+            )
+        reference = _as_numpy(tensors[self.main_input_name])
+        feed: dict[str, np.ndarray] = {}
+        for name in self.input_names:
+            if name in tensors:
+                value = _as_numpy(tensors[name])
+            elif name in _DEFAULT_FILLS:
+                value = np.full(reference.shape, _DEFAULT_FILLS[name], dtype=np.int64)
+            else:
+                raise ORTModelError(f"Missing input '{name}'; this model takes {self._expected()}.")
+            if value.ndim != self._input_ranks[name]:
+                raise ORTModelError(
+                    f"Input '{name}' has {value.ndim} dimension(s); this model takes "
+                    f"{self._expected()}."
+                )
+            wanted = _ORT_TO_NUMPY.get(self._input_types[name])
+            if wanted is not None and value.dtype != wanted:
+                if value.dtype.kind not in "iubf":
+                    raise ORTModelError(
+                        f"Input '{name}' has dtype {value.dtype}; expected {np.dtype(wanted)}."
+                    )
+                value = value.astype(wanted)
+            feed[name] = value
+        return feed
+
+    def _expected(self) -> str:
+        return ", ".join(
+            f"{i.name} {i.type.replace('tensor(', '').rstrip(')')}"
+            f"[{', '.join(str(d) for d in i.shape)}]"
+            for i in self.session.get_inputs()
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(model_dir='{self.model_dir}', file='{self.file_name}', "
+            f"providers={self.providers})"
+        )
+
+
+def _as_numpy(value: Any) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    array = np.asarray(value)
+    if array.dtype == object:
+        raise ORTModelError(
+            "Inputs of different lengths cannot form one array; tokenize with padding=True."
+        )
+    return array
+
+
+def _describe(feed: dict[str, np.ndarray]) -> str:
+    return ", ".join(f"{k} {v.dtype}{list(v.shape)}" for k, v in feed.items())

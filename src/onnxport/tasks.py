@@ -1,0 +1,177 @@
+"""Task registry: task name -> transformers Auto class, synonyms, and task inference.
+
+A task is looked up by name or synonym; `infer_task` picks one from `config.architectures`
+and falls back to the bare model (feature-extraction) when no head matches.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import transformers
+from transformers import PretrainedConfig
+from transformers.models.auto import modeling_auto
+
+from onnxport.errors import TaskError, UnsupportedModelError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One export task.
+
+    Attributes:
+        name: canonical name, as `transformers.pipeline` spells it where it has one.
+        auto_class: transformers Auto class that builds the model with this task's head.
+        mapping: name of the `modeling_auto` table from model_type to that head's class.
+        synonyms: other names users type for it.
+        description: one line for `onnxport tasks`.
+
+    """
+
+    name: str
+    auto_class: str
+    mapping: str
+    synonyms: tuple[str, ...] = ()
+    description: str = ""
+
+    def model_classes(self) -> dict[str, str]:
+        """Model type -> class name for every architecture with a head for this task."""
+        table = getattr(modeling_auto, self.mapping)
+        return {k: v if isinstance(v, str) else v[0] for k, v in table.items()}
+
+    def has_head(self, model_type: str) -> bool:
+        """Whether transformers has a model class for `model_type` with this task's head."""
+        return model_type in self.model_classes()
+
+    def auto_model_class(self) -> Any:
+        """The transformers Auto class, e.g. `AutoModelForQuestionAnswering`."""
+        auto_class: type = getattr(transformers, self.auto_class)
+        return auto_class
+
+
+# Order matters for inference: specific heads first, the bare model last.
+TASKS: tuple[Task, ...] = (
+    Task(
+        "question-answering",
+        "AutoModelForQuestionAnswering",
+        "MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES",
+        ("qa", "extractive-question-answering"),
+        "extractive QA: start/end logits",
+    ),
+    Task(
+        "token-classification",
+        "AutoModelForTokenClassification",
+        "MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES",
+        ("ner",),
+        "one label per token (NER, POS)",
+    ),
+    Task(
+        "multiple-choice",
+        "AutoModelForMultipleChoice",
+        "MODEL_FOR_MULTIPLE_CHOICE_MAPPING_NAMES",
+        (),
+        "score each of N choices",
+    ),
+    Task(
+        "text-classification",
+        "AutoModelForSequenceClassification",
+        "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES",
+        ("sequence-classification", "sentiment-analysis"),
+        "one label per text or text pair",
+    ),
+    Task(
+        "fill-mask",
+        "AutoModelForMaskedLM",
+        "MODEL_FOR_MASKED_LM_MAPPING_NAMES",
+        ("masked-lm",),
+        "predict masked tokens",
+    ),
+    Task(
+        "feature-extraction",
+        "AutoModel",
+        "MODEL_MAPPING_NAMES",
+        ("default", "bare"),
+        "bare model: hidden states (embeddings)",
+    ),
+)
+
+_BY_NAME: dict[str, Task] = {}
+for _task in TASKS:
+    for _name in (_task.name, *_task.synonyms):
+        _BY_NAME[_name] = _task
+
+BARE_TASK = "feature-extraction"
+
+
+def task_names() -> list[str]:
+    """Canonical names of every supported task, in display order."""
+    return sorted(task.name for task in TASKS)
+
+
+def get_task(name: str) -> Task:
+    """Look a task up by name or synonym.
+
+    >>> get_task("sentiment-analysis").name
+    'text-classification'
+    """
+    task = _BY_NAME.get(name.strip().lower())
+    if task is None:
+        raise TaskError(
+            f"Unknown task '{name}'. Supported tasks: {', '.join(task_names())} "
+            "(run `onnxport tasks` for synonyms).",
+            task=name,
+            available=task_names(),
+        )
+    return task
+
+
+def tasks_for_model_type(model_type: str) -> list[str]:
+    """Supported tasks for which transformers has a head for `model_type`."""
+    return sorted(task.name for task in TASKS if task.has_head(model_type))
+
+
+def check_task_for(task: Task, model_type: str) -> None:
+    """Raise a TaskError naming the alternatives when `model_type` has no head for `task`."""
+    if task.has_head(model_type):
+        return
+    available = tasks_for_model_type(model_type)
+    if not available:
+        raise UnsupportedModelError(
+            f"Architecture '{model_type}' has no head for any supported task "
+            f"({', '.join(task_names())}). Run `onnxport architectures` for what is supported.",
+            model_type=model_type,
+        )
+    raise TaskError(
+        f"Architecture '{model_type}' has no head for task '{task.name}'. "
+        f"Tasks it supports: {', '.join(available)}.",
+        task=task.name,
+        model_type=model_type,
+        available=available,
+    )
+
+
+def infer_task(config: PretrainedConfig) -> Task:
+    """Pick the task from `config.architectures`; the bare model when no head matches.
+
+    A checkpoint saved from `BertForQuestionAnswering` gives question-answering; one saved
+    from `BertModel`, `BertForPreTraining` or with no `architectures` gives feature-extraction.
+    """
+    model_type = config.model_type
+    architectures = list(getattr(config, "architectures", None) or [])
+    for task in TASKS:
+        head_class = task.model_classes().get(model_type)
+        if head_class is not None and head_class in architectures:
+            return task
+    bare = get_task(BARE_TASK)
+    check_task_for(bare, model_type)
+    if architectures:
+        logger.info(
+            "No supported task head matches %s; exporting the bare model (%s).",
+            ", ".join(architectures),
+            BARE_TASK,
+        )
+    return bare

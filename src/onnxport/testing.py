@@ -1,0 +1,165 @@
+"""Tiny random models and tokenizers built in-process, for tests and coverage runs.
+
+Nothing here touches the network: configs are shrunk from transformers' defaults and a small
+WordPiece tokenizer is trained on built-in sentences.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# Size fields shrunk wherever a config has them; other fields keep transformers' defaults.
+TINY_SIZES: dict[str, int] = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "intermediate_size": 37,
+    "embedding_size": 16,
+    "max_position_embeddings": 128,
+    "dim": 32,
+    "n_layers": 2,
+    "n_heads": 4,
+    "hidden_dim": 37,
+    "global_attn_every_n_layers": 2,
+    "local_attention": 16,
+}
+
+SAMPLE_SENTENCES = (
+    "The quick brown fox jumps over the lazy dog.",
+    "ONNX Runtime runs exported models on servers, phones and browsers.",
+    "Paris is the capital of France and its largest city.",
+    "A model exported once should give the same answers everywhere.",
+    "She sells sea shells by the sea shore.",
+    "The weather today is sunny with a light breeze from the west.",
+    "Transformers turn text into vectors that machines can compare.",
+    "How many parameters does a small encoder have?",
+    "Cats sleep for most of the day and hunt at night.",
+    "The meeting was moved to Thursday afternoon at three.",
+    "Good tools make hard work feel easy.",
+    "Where is the nearest train station?",
+)
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def tiny_tokenizer(model_input_names: list[str] | tuple[str, ...], vocab_size: int = 160) -> Any:
+    """A fast WordPiece tokenizer trained on SAMPLE_SENTENCES, returning `model_input_names`.
+
+    Ids 0-4 are [PAD], [UNK], [CLS], [SEP], [MASK]; single texts and pairs are wrapped as BERT
+    does, so every text pipeline (fill-mask, QA, token classification) can use it.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers.trainers import WordPieceTrainer
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.decoder = decoders.WordPiece()
+    trainer = WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS))
+    backend.train_from_iterator(list(SAMPLE_SENTENCES), trainer=trainer)
+    cls_id, sep_id = backend.token_to_id("[CLS]"), backend.token_to_id("[SEP]")
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_input_names=list(model_input_names),
+        model_max_length=128,
+    )
+
+
+def tiny_config(config: Any, *, tokenizer: Any | None = None, **overrides: Any) -> Any:
+    """A shrunk copy of `config` (a config or a model type name); `overrides` win.
+
+    With a tokenizer, vocab size and special token ids follow it.
+    """
+    if isinstance(config, str):
+        from transformers import AutoConfig
+
+        config = AutoConfig.for_model(config)
+    config = copy.deepcopy(config)
+    original_hidden = getattr(config, "hidden_size", None)
+    for key, value in TINY_SIZES.items():
+        if hasattr(config, key):
+            setattr(config, key, value)
+    # Sizes tied to the hidden size (deberta's pooler_hidden_size, ...) must follow it.
+    for key, value in list(config.to_dict().items()):
+        if key.endswith("_hidden_size") and value == original_hidden and key not in TINY_SIZES:
+            setattr(config, key, config.hidden_size)
+    if hasattr(config, "head_dim") and getattr(config, "num_attention_heads", None):
+        config.head_dim = config.hidden_size // config.num_attention_heads
+    vocab = (
+        len(tokenizer)
+        if tokenizer is not None
+        else min(
+            int(getattr(config, "vocab_size", 0) or 0) or 99,
+            99,
+        )
+    )
+    if hasattr(config, "vocab_size"):
+        config.vocab_size = vocab
+    special = {
+        "pad_token_id": 0,
+        "bos_token_id": 2,
+        "cls_token_id": 2,
+        "eos_token_id": 3,
+        "sep_token_id": 3,
+    }
+    for key, value in special.items():
+        if getattr(config, key, None) is not None or key == "pad_token_id":
+            setattr(config, key, value)
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config
+
+
+def tiny_model(config: Any, task: str = "feature-extraction", *, seed: int = 0) -> Any:
+    """A random model for `task` from `config` or a model type (shrunk with `tiny_config`)."""
+    from onnxport.tasks import get_task
+
+    task_obj = get_task(task)
+    if isinstance(config, str):
+        config = tiny_config(config)
+    if getattr(config, "hidden_size", 32) > 64 or getattr(config, "dim", 32) > 64:
+        config = tiny_config(config)
+    config = copy.deepcopy(config)
+    if task_obj.name in ("text-classification", "token-classification"):
+        config.num_labels = 3
+        config.id2label = {0: "LABEL_A", 1: "LABEL_B", 2: "LABEL_C"}
+        config.label2id = {v: k for k, v in config.id2label.items()}
+    torch.manual_seed(seed)
+    return task_obj.auto_model_class().from_config(config).eval()
+
+
+def save_tiny_checkpoint(
+    model_type: str,
+    task: str,
+    folder: str | Path,
+    *,
+    seed: int = 0,
+    **overrides: Any,
+) -> Path:
+    """Write a tiny random checkpoint with tokenizer to `folder`, as `save_pretrained` would."""
+    from onnxport.spec import tokenizer_input_names
+
+    base = tiny_config(model_type)
+    tokenizer = tiny_tokenizer(tokenizer_input_names(base, None))
+    config = tiny_config(model_type, tokenizer=tokenizer, **overrides)
+    model = tiny_model(config, task, seed=seed)
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
