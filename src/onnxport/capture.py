@@ -55,10 +55,15 @@ class GraphModule(torch.nn.Module):
         self.model = model
         self.input_names = spec.input_names
         self.output_names = spec.output_names
+        self.ignored_inputs = set(spec.ignored_inputs)
 
     def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Call the model with keyword inputs and pick the spec's outputs."""
-        kwargs = dict(zip(self.input_names, args, strict=True))
+        kwargs = {
+            name: arg
+            for name, arg in zip(self.input_names, args, strict=True)
+            if name not in self.ignored_inputs
+        }
         outputs = flatten_outputs(self.model(**kwargs, return_dict=True))
         return tuple(outputs[name] for name in self.output_names)
 

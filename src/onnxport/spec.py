@@ -43,6 +43,11 @@ class ExportSpec:
     outputs: Mapping[str, Axes]
     atol: float = DEFAULT_ATOL
     per_token_outputs: tuple[str, ...] = field(default=())
+    ignored_inputs: tuple[str, ...] = field(default=())
+
+    def model_kwargs(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The inputs the PyTorch model takes (graph inputs minus `ignored_inputs`)."""
+        return {k: v for k, v in inputs.items() if k not in self.ignored_inputs}
 
     @property
     def input_names(self) -> list[str]:
@@ -78,10 +83,15 @@ def forward_parameters(model: torch.nn.Module) -> list[str]:
 
 
 def default_input_names(model: torch.nn.Module, config: Any, tokenizer: Any | None) -> list[str]:
-    """Tokenizer input names that `forward` accepts, in the tokenizer's order."""
+    """The tokenizer's input names, in its order: the graph takes everything it returns.
+
+    An output the model does not take (DistilBERT's tokenizer is BERT's and returns
+    token_type_ids) becomes an ignored graph input, so the tokenizer's output always feeds a
+    plain InferenceSession as is.
+    """
     accepted = set(forward_parameters(model))
-    names = [name for name in tokenizer_input_names(config, tokenizer) if name in accepted]
-    if "input_ids" not in names:
+    names = tokenizer_input_names(config, tokenizer)
+    if "input_ids" not in accepted or "input_ids" not in names:
         raise SpecError(
             f"'{config.model_type}' does not take input_ids from its tokenizer "
             f"(forward takes: {', '.join(sorted(accepted))}); the text path cannot export it. "
@@ -104,12 +114,14 @@ def derive_spec(
     traced = traced or trace_shape()
     multiple_choice = task.name == "multiple-choice"
     inputs = {name: input_axes(name, multiple_choice) for name in input_names}
+    accepted = set(forward_parameters(model))
+    ignored = tuple(name for name in input_names if name not in accepted)
     probe = InputShape(traced.batch_size + 1, traced.sequence_length + 3, traced.num_choices + 2)
     for shape in (traced, probe):
         if len({shape.batch_size, shape.sequence_length, shape.num_choices}) != 3:
             raise SpecError(f"Example axis sizes must differ pairwise: {shape}")
-    first = _run(model, task, config, adapter, input_names, inputs, traced)
-    second = _run(model, task, config, adapter, input_names, inputs, probe)
+    first = _run(model, task, config, adapter, ignored, inputs, traced)
+    second = _run(model, task, config, adapter, ignored, inputs, probe)
     outputs: dict[str, Axes] = {}
     per_token: list[str] = []
     axis_names = sorted({axis for axes in inputs.values() for axis in axes.values()})
@@ -138,6 +150,7 @@ def derive_spec(
         outputs=outputs,
         atol=adapter.atol or DEFAULT_ATOL,
         per_token_outputs=tuple(per_token),
+        ignored_inputs=ignored,
     )
 
 
@@ -174,14 +187,15 @@ def _run(
     task: Task,
     config: Any,
     adapter: ExportAdapter,
-    names: list[str],
+    ignored: tuple[str, ...],
     axes: dict[str, Axes],
     shape: InputShape,
 ) -> dict[str, torch.Tensor]:
     values = example_inputs(axes, config, task.name, adapter, shape)
+    names = [name for name in values if name not in ignored]
     try:
         with torch.no_grad():
-            output = model(**values, return_dict=True)
+            output = model(**{k: values[k] for k in names}, return_dict=True)
     except Exception as err:
         raise SpecError(
             f"PyTorch forward of '{config.model_type}' failed on example inputs "

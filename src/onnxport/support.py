@@ -53,7 +53,7 @@ def architectures(*, include_untested: bool = True) -> list[ArchitectureSupport]
     return result
 
 
-def tested_pairs() -> list[tuple[str, str]]:
+def matrix_pairs() -> list[tuple[str, str]]:
     """(model_type, task) pairs the test matrix exports and validates."""
     return [
         (model_type, task)

@@ -99,6 +99,13 @@ def tiny_config(config: Any, *, tokenizer: Any | None = None, **overrides: Any) 
     for key, value in list(config.to_dict().items()):
         if key.endswith("_hidden_size") and value == original_hidden and key not in TINY_SIZES:
             setattr(config, key, config.hidden_size)
+    # Per-layer lists (ModernBERT's layer_types, ...) are derived at construction from the
+    # original depth; keep their first entries so the pattern survives the shrink.
+    layers = getattr(config, "num_hidden_layers", None)
+    for key in ("layer_types",):
+        values = getattr(config, key, None)
+        if isinstance(values, list) and layers and len(values) > layers:
+            setattr(config, key, values[:layers])
     if hasattr(config, "head_dim") and getattr(config, "num_attention_heads", None):
         config.head_dim = config.hidden_size // config.num_attention_heads
     vocab = (

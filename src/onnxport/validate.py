@@ -194,7 +194,10 @@ def validate(
         inputs = example_inputs(spec.inputs, config, spec.task, adapter, shape, seed=index + 1)
         with torch.no_grad():
             reference = flatten_outputs(
-                model(**{k: v.to(device) for k, v in inputs.items()}, return_dict=True)
+                model(
+                    **{k: v.to(device) for k, v in spec.model_kwargs(inputs).items()},
+                    return_dict=True,
+                )
             )
         feed = {name: tensor.numpy() for name, tensor in inputs.items()}
         results = dict(zip(onnx_outputs, session.run(None, feed), strict=True))
