@@ -59,16 +59,19 @@ def test_export_validate_and_run(
     result = onnxport.export(ckpt, tmp_path / "api")
     assert result.task == task
     assert result.strategy == "dynamo"
-    assert result.validation is not None and result.validation.passed
+    assert result.validation is not None
+    assert result.validation.passed
     shapes = {check.inputs for check in result.validation.checks}
-    assert len(shapes) == 2 and all("sequence 16" not in s for s in shapes)
+    assert len(shapes) == 2
+    assert all("sequence 16" not in s for s in shapes)
 
     # CLI, task given explicitly.
     out = tmp_path / "cli"
     assert main(["export", "onnx", "--model", str(ckpt), "--task", task, str(out)]) == 0
     assert {"model.onnx", "config.json", "tokenizer.json"} <= {p.name for p in out.iterdir()}
     metadata = {p.key: p.value for p in onnx.load(str(out / "model.onnx")).metadata_props}
-    assert metadata["task"] == task and metadata["opset"] == "18"
+    assert metadata["task"] == task
+    assert metadata["opset"] == "18"
     assert metadata["source"] == str(ckpt)
     assert metadata["onnxport_version"] == onnxport.__version__
 
@@ -96,4 +99,5 @@ def test_export_validate_and_run(
         feed = dict(tokenizer(["one short text", "and a longer second text"],
                               padding=True, return_tensors="np"))  # fmt: skip
         first = session.run(None, feed)[0]
-        assert first.shape[0] == 2 and np.isfinite(first).all()
+        assert first.shape[0] == 2
+        assert np.isfinite(first).all()
