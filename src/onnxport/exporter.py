@@ -194,7 +194,7 @@ def export(
             )
             if not report.passed:
                 raise ValidationError(
-                    f"Validation failed: {report.summary()}. Nothing was written to '{output}'. "
+                    f"Validation failed: {report.summary()}; '{output}' was left as it was. "
                     "Pass a larger --atol if this difference is acceptable, or --no-validate "
                     "to keep the files for inspection.",
                     report=report,

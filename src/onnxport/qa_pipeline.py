@@ -75,7 +75,15 @@ class QuestionAnsweringPipeline(Pipeline):
             raise ValueError("question-answering takes question= and context= (both strings).")
         tokenizer: Any = self.tokenizer
         max_seq_len = min(max_seq_len, tokenizer.model_max_length)
-        doc_stride = min(doc_stride, max_seq_len // 2)
+        question_length = len(tokenizer(inputs["question"], add_special_tokens=False)["input_ids"])
+        room = max_seq_len - question_length - tokenizer.num_special_tokens_to_add(pair=True)
+        if room < 2:
+            raise ValueError(
+                f"The question is {question_length} tokens long: max_seq_len={max_seq_len} "
+                "leaves no room for the context. Pass a larger max_seq_len."
+            )
+        # The tokenizer needs the overlap strictly shorter than the context part of a window.
+        doc_stride = min(doc_stride, max_seq_len // 2, room - 1)
         encoded = tokenizer(
             inputs["question"],
             inputs["context"],

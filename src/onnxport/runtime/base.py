@@ -264,11 +264,15 @@ class ORTModel:
 def _as_numpy(value: Any) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
-    array = np.asarray(value)
+    ragged = ORTModelError(
+        "Inputs of different lengths cannot form one array; tokenize with padding=True."
+    )
+    try:
+        array = np.asarray(value)
+    except ValueError as err:
+        raise ragged from err
     if array.dtype == object:
-        raise ORTModelError(
-            "Inputs of different lengths cannot form one array; tokenize with padding=True."
-        )
+        raise ragged
     return array
 
 

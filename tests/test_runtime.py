@@ -1,0 +1,111 @@
+"""ORT model classes: loading, saving, calling conventions and clear errors."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from helpers import assert_outputs_close, tokenize
+from onnxport import ORTModelForFeatureExtraction, ORTModelForSequenceClassification
+from onnxport.errors import ORTModelError
+
+
+def test_export_on_the_fly_then_save_and_reload(tmp_path: Path, checkpoint) -> None:
+    ckpt = checkpoint("distilbert", "text-classification")
+    model = ORTModelForSequenceClassification.from_pretrained(ckpt, export=True)
+    tokenizer = AutoTokenizer.from_pretrained(ckpt)
+    inputs = tokenize(tokenizer, "text-classification")
+    first = model(**inputs).logits
+
+    saved = tmp_path / "saved"
+    model.save_pretrained(saved)
+    names = {p.name for p in saved.iterdir()}
+    assert {"model.onnx", "config.json", "tokenizer.json", "tokenizer_config.json"} <= names
+    reloaded = ORTModelForSequenceClassification.from_pretrained(saved)
+    torch.testing.assert_close(reloaded(**inputs).logits, first)
+    assert reloaded.config.id2label == model.config.id2label
+
+    pt_model = AutoModelForSequenceClassification.from_pretrained(ckpt).eval()
+    with torch.no_grad():
+        expected = pt_model(**inputs)
+    assert_outputs_close(reloaded(**inputs), expected, None)
+
+
+def test_numpy_in_numpy_out_and_pipeline_attributes(exported) -> None:
+    folder = exported("bert", "feature-extraction")
+    model = ORTModelForFeatureExtraction.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    out = model(**tokenizer(["a b c", "d"], padding=True, return_tensors="np"))
+    assert isinstance(out.last_hidden_state, np.ndarray)
+    assert out.pooler_output.shape[0] == 2
+    assert model.device == torch.device("cpu")
+    assert model.dtype == torch.float32
+    assert model.can_generate() is False
+    assert "ORTModelForFeatureExtraction" in repr(model)
+
+
+def test_attention_mask_and_token_types_default_like_pytorch(exported) -> None:
+    folder = exported("bert", "feature-extraction")
+    model = ORTModelForFeatureExtraction.from_pretrained(folder)
+    ids = torch.tensor([[2, 10, 11, 12, 3]])
+    full = model(
+        input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=torch.zeros_like(ids)
+    )
+    torch.testing.assert_close(model(input_ids=ids).last_hidden_state, full.last_hidden_state)
+
+
+def test_wrong_input_name_is_refused(exported) -> None:
+    model = ORTModelForFeatureExtraction.from_pretrained(exported("bert", "feature-extraction"))
+    with pytest.raises(ORTModelError, match=r"Unexpected input.*pixel_values.*takes input_ids"):
+        model(input_ids=torch.ones(1, 4, dtype=torch.long), pixel_values=torch.ones(1, 3))
+
+
+def test_wrong_rank_and_dtype_are_refused(exported) -> None:
+    model = ORTModelForFeatureExtraction.from_pretrained(exported("bert", "feature-extraction"))
+    with pytest.raises(ORTModelError, match="has 1 dimension"):
+        model(input_ids=torch.ones(4, dtype=torch.long))
+    with pytest.raises(ORTModelError, match="dtype"):
+        model(input_ids=np.array([["a", "b"]]))
+
+
+def test_ragged_lists_get_a_padding_hint(exported) -> None:
+    model = ORTModelForFeatureExtraction.from_pretrained(exported("bert", "feature-extraction"))
+    with pytest.raises(ORTModelError, match="padding=True"):
+        model(input_ids=[[2, 5, 3], [2, 3]])
+
+
+def test_folder_without_onnx(tmp_path: Path, checkpoint) -> None:
+    with pytest.raises(ORTModelError, match=r"No \.onnx file"):
+        ORTModelForFeatureExtraction.from_pretrained(checkpoint("bert", "feature-extraction"))
+
+
+def test_onnx_file_that_does_not_load(tmp_path: Path, exported) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(exported("bert", "feature-extraction"), broken)
+    (broken / "model.onnx").write_bytes(b"not a protobuf")
+    with pytest.raises(ORTModelError, match="cannot load"):
+        ORTModelForFeatureExtraction.from_pretrained(broken)
+
+
+def test_provider_and_session_options(exported) -> None:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    model = ORTModelForFeatureExtraction.from_pretrained(
+        exported("bert", "feature-extraction"), session_options=options,
+        providers=["CPUExecutionProvider"],
+    )  # fmt: skip
+    assert model.providers == ["CPUExecutionProvider"]
+
+
+def test_pick_a_file_by_name(tmp_path: Path, exported) -> None:
+    folder = tmp_path / "two"
+    shutil.copytree(exported("bert", "feature-extraction"), folder)
+    shutil.copy(folder / "model.onnx", folder / "model_copy.onnx")
+    model = ORTModelForFeatureExtraction.from_pretrained(folder, file_name="model_copy.onnx")
+    assert model.file_name == "model_copy.onnx"
