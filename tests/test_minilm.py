@@ -74,7 +74,7 @@ def test_plain_inference_session(minilm_export: Path) -> None:
 def test_output_folder_is_self_contained(minilm_export: Path) -> None:
     names = {p.name for p in minilm_export.iterdir()}
     assert {"model.onnx", "config.json", "tokenizer.json", "tokenizer_config.json"} <= names
-    assert "model.onnx_data" not in names  # 91 MB fits in one protobuf
+    assert "model.onnx.data" not in names  # 91 MB fits in one protobuf
     model = onnx.load(str(minilm_export / "model.onnx"))
     metadata = {p.key: p.value for p in model.metadata_props}
     assert metadata["task"] == "feature-extraction"

@@ -109,3 +109,23 @@ def test_pick_a_file_by_name(tmp_path: Path, exported) -> None:
     shutil.copy(folder / "model.onnx", folder / "model_copy.onnx")
     model = ORTModelForFeatureExtraction.from_pretrained(folder, file_name="model_copy.onnx")
     assert model.file_name == "model_copy.onnx"
+
+
+def test_external_data_on_request(tmp_path: Path, checkpoint) -> None:
+    import stat
+
+    import onnxport
+
+    result = onnxport.export(checkpoint("bert", "fill-mask"), tmp_path / "out", external_data=True)
+    assert result.validation is not None
+    assert result.validation.passed
+    assert (tmp_path / "out" / "model.onnx.data").stat().st_size > 0
+    mode = stat.S_IMODE((tmp_path / "out").stat().st_mode)
+    assert mode & stat.S_IRGRP, oct(mode)  # not left private like a temp folder
+    model = onnxport.ORTModelForMaskedLM.from_pretrained(tmp_path / "out")
+    assert model(input_ids=torch.tensor([[2, 7, 8, 3]])).logits.shape[:2] == (1, 4)
+
+
+def test_loading_with_the_class_of_another_task(exported) -> None:
+    with pytest.raises(ORTModelError, match=r"exported for fill-mask.*ORTModelForMaskedLM"):
+        ORTModelForFeatureExtraction.from_pretrained(exported("bert", "fill-mask"))

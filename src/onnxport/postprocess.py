@@ -25,7 +25,7 @@ from onnxport.errors import OutputDirError
 logger = logging.getLogger(__name__)
 
 ONNX_FILE = "model.onnx"
-EXTERNAL_DATA_FILE = "model.onnx_data"
+EXTERNAL_DATA_FILE = "model.onnx.data"  # the name torch.onnx gives it
 # protobuf refuses messages over 2 GiB; keep a margin for the graph itself.
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 
@@ -73,6 +73,10 @@ def staged_output(output_dir: Path, *, force: bool) -> Iterator[Path]:
         staging = Path(
             tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".partial", dir=parent)
         )
+        # mkdtemp makes the folder private (0700); the published folder gets the usual mode.
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)
     except OSError as err:
         raise OutputDirError(
             f"Cannot create a folder in '{parent}': {err.strerror}.",

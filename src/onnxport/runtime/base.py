@@ -156,7 +156,20 @@ class ORTModel:
             raise ORTModelError(
                 f"ONNX Runtime cannot load '{path}': {str(err).splitlines()[0]}"
             ) from err
+        cls._check_task(session, path)
         return cls(session, config, model_dir=folder, file_name=name, _keep_alive=keep_alive)
+
+    @classmethod
+    def _check_task(cls, session: ort.InferenceSession, path: Path) -> None:
+        """Refuse a file exported for another task (recorded in onnxport's metadata)."""
+        exported_task = session.get_modelmeta().custom_metadata_map.get("task")
+        if not cls.task or exported_task in (None, cls.task):
+            return
+        from onnxport.runtime.modeling import ORT_MODEL_CLASSES
+
+        right = ORT_MODEL_CLASSES.get(exported_task)
+        hint = f"load it with {right.__name__}" if right else "export it for this task"
+        raise ORTModelError(f"'{path}' was exported for {exported_task}, not {cls.task}: {hint}.")
 
     @staticmethod
     def _find_onnx_file(folder: Path) -> str:
