@@ -18,7 +18,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import transformers  # noqa: E402
 
-from model_table import CASES  # noqa: E402
+from model_table import ALL_CASES  # noqa: E402
 from onnxport.testing import save_tiny_checkpoint  # noqa: E402
 
 transformers.utils.logging.set_verbosity_error()
@@ -42,7 +42,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str],
         key = (model_type, task)
         if key not in cache:
             folder = tmp_path_factory.mktemp(f"ckpt-{model_type}-{task}")
-            overrides = CASES[model_type].overrides if model_type in CASES else {}
+            overrides = ALL_CASES[model_type].overrides if model_type in ALL_CASES else {}
             cache[key] = save_tiny_checkpoint(model_type, task, folder, **overrides)
         return cache[key]
 

@@ -245,3 +245,21 @@ def test_debug_variable_shows_the_exception(
 def test_errors_are_builtin_subclasses() -> None:
     assert issubclass(ModelLoadError, FileNotFoundError)
     assert issubclass(TaskError, ValueError)
+
+
+def test_missing_tokenizer_exports_with_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], checkpoint
+) -> None:
+    import shutil
+
+    folder = tmp_path / "no-tokenizer"
+    shutil.copytree(checkpoint("bert", "fill-mask"), folder)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (folder / name).unlink()
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(["export", "onnx", "--model", str(folder), str(out)], capsys)
+    assert code == 0, err
+    assert "No tokenizer files" in err
+    assert "cannot be used with the tokenizer-based API" in err
+    assert "The ONNX export succeeded" in stdout
+    assert not (out / "tokenizer.json").exists()

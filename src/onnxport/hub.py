@@ -27,6 +27,15 @@ WEIGHT_FILES = (
 # What a snapshot needs for export: never download optimizer states or other frameworks' weights.
 _HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.py", "*.bin"]
 ONNX_PATTERNS = ["*.json", "*.txt", "*.model", "*.tiktoken", "*.onnx", "*.onnx_data", "*.onnx.data"]
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "vocab.json",
+    "*.model",
+    "merges.txt",
+    "*.tiktoken",
+)
 _HUB_IGNORE = ["*optimizer*", "*training_args*", "tf_model*", "flax_model*", "*.msgpack", "*.h5"]
 
 
@@ -207,6 +216,15 @@ def load_tokenizer(folder: Path, *, trust_remote_code: bool = False) -> Any | No
     """The folder's tokenizer, or None (with a warning) when it has none."""
     from transformers import AutoTokenizer
 
+    if not any(any(folder.glob(pattern)) for pattern in _TOKENIZER_FILES):
+        # Transformers 5 builds an empty tokenizer from the config alone; saving that would
+        # give a folder that silently tokenizes everything to [UNK].
+        logger.warning(
+            "No tokenizer files in '%s': the export works, but the folder cannot be used with "
+            "the tokenizer-based API or pipelines. Save the tokenizer beside the weights.",
+            folder,
+        )
+        return None
     try:
         return AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, TypeError, KeyError) as err:

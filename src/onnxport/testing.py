@@ -6,6 +6,7 @@ WordPiece tokenizer is trained on built-in sentences.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,9 @@ def tiny_config(config: Any, *, tokenizer: Any | None = None, **overrides: Any) 
     original_hidden = getattr(config, "hidden_size", None)
     for key, value in TINY_SIZES.items():
         if hasattr(config, key):
-            setattr(config, key, value)
+            # Some configs derive a field and refuse assignment (Funnel's depth is block_sizes).
+            with contextlib.suppress(NotImplementedError, AttributeError):
+                setattr(config, key, value)
     # Sizes tied to the hidden size (deberta's pooler_hidden_size, ...) must follow it.
     for key, value in list(config.to_dict().items()):
         if key.endswith("_hidden_size") and value == original_hidden and key not in TINY_SIZES:
@@ -147,6 +150,11 @@ def tiny_model(config: Any, task: str = "feature-extraction", *, seed: int = 0) 
         config.num_labels = 3
         config.id2label = {0: "LABEL_A", 1: "LABEL_B", 2: "LABEL_C"}
         config.label2id = {v: k for k, v in config.id2label.items()}
+    head_class = task_obj.model_classes().get(config.model_type)
+    if head_class is not None:
+        # As a saved checkpoint would; transformers' from_config also needs it to choose
+        # between several classes of one model type (Funnel's FunnelModel/FunnelBaseModel).
+        config.architectures = [head_class]
     torch.manual_seed(seed)
     return task_obj.auto_model_class().from_config(config).eval()
 
