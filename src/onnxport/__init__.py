@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from onnxport.pipelines import pipeline
     from onnxport.runtime import (
         ORTModel,
+        ORTModelForCausalLM,
         ORTModelForFeatureExtraction,
         ORTModelForMaskedLM,
         ORTModelForMultipleChoice,
@@ -46,6 +47,7 @@ _LAZY = {
     "register_adapter": "onnxport.adapters",
     "pipeline": "onnxport.pipelines",
     "ORTModel": "onnxport.runtime",
+    "ORTModelForCausalLM": "onnxport.runtime",
     "ORTModelForFeatureExtraction": "onnxport.runtime",
     "ORTModelForMaskedLM": "onnxport.runtime",
     "ORTModelForMultipleChoice": "onnxport.runtime",

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from onnxport.errors import CaptureError, ExportOptionError
-from onnxport.spec import ExportSpec, flatten_outputs
+from onnxport.spec import ExportSpec, run_reference
 
 logger = logging.getLogger(__name__)
 
@@ -47,25 +47,21 @@ class GraphModule(torch.nn.Module):
     """Positional inputs in spec order in, a tuple of outputs in spec order out.
 
     Exporters name graph inputs and outputs by position; this wrapper fixes that order
-    without touching the model's class.
+    without touching the model's class. A decoder's cache arrives as flat tensors and is
+    rebuilt into a transformers cache inside `forward` (the cache class is not a pytree
+    torch.export can take as an input).
     """
 
     def __init__(self, model: torch.nn.Module, spec: ExportSpec) -> None:
         super().__init__()
         self.model = model
-        self.input_names = spec.input_names
-        self.output_names = spec.output_names
-        self.ignored_inputs = set(spec.ignored_inputs)
+        self.spec = spec
 
     def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Call the model with keyword inputs and pick the spec's outputs."""
-        kwargs = {
-            name: arg
-            for name, arg in zip(self.input_names, args, strict=True)
-            if name not in self.ignored_inputs
-        }
-        outputs = flatten_outputs(self.model(**kwargs, return_dict=True))
-        return tuple(outputs[name] for name in self.output_names)
+        """Call the model through `run_reference` and pick the spec's outputs."""
+        inputs = dict(zip(self.spec.input_names, args, strict=True))
+        outputs = run_reference(self.model, self.spec, inputs)
+        return tuple(outputs[name] for name in self.spec.output_names)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Example inputs for tracing and validation.
 
 Every dynamic dimension is at least 2 when traced and each axis gets its own size
-(batch != sequence != choices), so the exporter can neither specialize a dimension to 1 nor
-alias two axes. Validation shapes differ from the traced one, one of them at batch 1.
+(batch != sequence != choices != past != past + sequence), so the exporter can neither
+specialize a dimension to 1 nor alias two axes. Validation shapes differ from the traced one,
+one of them at batch 1; decoders are also validated with an empty past (the first step).
 """
 
 from __future__ import annotations
@@ -17,34 +18,52 @@ from onnxport.errors import ExportOptionError, SpecError
 BATCH = "batch_size"
 SEQUENCE = "sequence_length"
 CHOICES = "num_choices"
+PAST = "past_sequence_length"
+TOTAL = "total_sequence_length"  # past + sequence: the attention mask of a decoder step
+
+Template = tuple[int | str, ...]
 
 
 @dataclass(frozen=True)
 class InputShape:
     """Sizes of the dynamic axes for one set of example inputs.
 
-    `padded` makes the last row of a batch > 1 end in padding (attention_mask 0), as a real
-    padded batch does.
+    `padded` pads one row of a batch > 1 (attention_mask 0) as a real padded batch does: at
+    the end for encoders, at the start (left padding) for decoders. `past_length` is the
+    length of the key/value cache a decoder step receives (0: the first step).
     """
 
     batch_size: int = 2
     sequence_length: int = 16
     num_choices: int = 3
     padded: bool = False
+    past_length: int = 0
 
     def size_of(self, axis: str) -> int:
         """The size this shape gives the named axis."""
-        return {BATCH: self.batch_size, SEQUENCE: self.sequence_length, CHOICES: self.num_choices}[
-            axis
-        ]
+        return self.sizes()[axis]
+
+    def sizes(self) -> dict[str, int]:
+        """Every named axis with its size."""
+        return {
+            BATCH: self.batch_size,
+            SEQUENCE: self.sequence_length,
+            CHOICES: self.num_choices,
+            PAST: self.past_length,
+            TOTAL: self.past_length + self.sequence_length,
+        }
 
     def label(self) -> str:
         """Short description used in logs, e.g. `batch 3, sequence 23, padded`."""
         text = f"batch {self.batch_size}, sequence {self.sequence_length}"
+        if self.past_length:
+            text += f", past {self.past_length}"
         return text + (", padded" if self.padded else "")
 
 
-def trace_shape(batch_size: int = 2, sequence_length: int = 16) -> InputShape:
+def trace_shape(
+    batch_size: int = 2, sequence_length: int = 16, *, with_past: bool = False
+) -> InputShape:
     """The traced shape, checked: each dynamic dim >= 2 and the sizes pairwise distinct."""
     for option, value in (("--batch-size", batch_size), ("--sequence-length", sequence_length)):
         if value < 2:
@@ -62,11 +81,30 @@ def trace_shape(batch_size: int = 2, sequence_length: int = 16) -> InputShape:
     choices = 3
     while choices in (batch_size, sequence_length):
         choices += 1
-    return InputShape(batch_size, sequence_length, choices)
+    past = 0
+    if with_past:
+        taken = {batch_size, sequence_length, choices}
+        past = 5
+        while past in taken or past + sequence_length in taken:
+            past += 1
+    return InputShape(batch_size, sequence_length, choices, past_length=past)
 
 
 def validation_shapes(traced: InputShape) -> list[InputShape]:
-    """Two shapes unlike the traced one: batch 1, and a larger padded batch of odd length."""
+    """Shapes unlike the traced one: batch 1, and a larger padded batch of odd length.
+
+    With a past (decoders), both run with an empty past (the first step) and with a past
+    of a length unlike the traced one.
+    """
+    if traced.past_length:
+        past = traced.past_length + 4
+        larger = traced.batch_size + 1
+        return [
+            InputShape(1, 4, 2, past_length=0),
+            InputShape(larger, 7, 2, padded=True, past_length=0),
+            InputShape(1, 1, 2, past_length=past),
+            InputShape(larger, 3, 2, padded=True, past_length=past + 2),
+        ]
     short = max(2, traced.sequence_length // 2 + 1)
     if short == traced.sequence_length:
         short += 1
@@ -82,14 +120,13 @@ def validation_shapes(traced: InputShape) -> list[InputShape]:
     ]
 
 
-def input_axes(name: str, multiple_choice: bool) -> dict[int, str]:
+def input_axes(name: str, multiple_choice: bool, *, with_past: bool = False) -> dict[int, str]:
     """Dynamic axes of a known text input."""
     if multiple_choice:
         return {0: BATCH, 1: CHOICES, 2: SEQUENCE}
+    if with_past and name == "attention_mask":
+        return {0: BATCH, 1: TOTAL}
     return {0: BATCH, 1: SEQUENCE}
-
-
-TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
 
 
 def make_inputs(
@@ -99,17 +136,26 @@ def make_inputs(
     shape: InputShape,
     *,
     seed: int = 0,
+    templates: dict[str, Template] | None = None,
+    left_padding: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Random but valid example inputs for `names` at `shape`.
 
     Token ids avoid the special tokens' ids so no row is accidentally all padding; the
-    padded row keeps at least two real tokens.
+    padded row keeps at least two real tokens. `templates` give full shapes (axis names or
+    fixed sizes) for inputs whose dims are not all dynamic, such as a decoder's past.
     """
     generator = torch.Generator().manual_seed(seed)
+    templates = templates or {}
     result: dict[str, torch.Tensor] = {}
     for name in names:
-        dims = [shape.size_of(axes[name][i]) for i in range(len(axes[name]))]
-        result[name] = _make_one(name, dims, config, shape, generator)
+        template = templates.get(name) or tuple(axes[name][i] for i in range(len(axes[name])))
+        dims = [shape.size_of(d) if isinstance(d, str) else d for d in template]
+        result[name] = _make_one(name, dims, config, shape, generator, left_padding)
+    if "position_ids" in result and "attention_mask" in result:
+        # Positions follow the mask (left padding shifts them), over the current tokens only.
+        positions = (result["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+        result["position_ids"] = positions[..., -shape.sequence_length :].contiguous()
     return result
 
 
@@ -119,6 +165,7 @@ def _make_one(
     config: Any,
     shape: InputShape,
     generator: torch.Generator,
+    left_padding: bool,
 ) -> torch.Tensor:
     if name == "input_ids":
         vocab = int(getattr(config, "vocab_size", 0) or 0)
@@ -130,7 +177,10 @@ def _make_one(
         mask = torch.ones(dims, dtype=torch.long)
         if shape.padded and dims[0] > 1:
             keep = max(2, dims[-1] // 2)
-            mask[-1, ..., keep:] = 0
+            if left_padding:
+                mask[-1, ..., : dims[-1] - keep] = 0
+            else:
+                mask[-1, ..., keep:] = 0
         return mask
     if name == "token_type_ids":
         types = int(getattr(config, "type_vocab_size", 1) or 1)
@@ -140,6 +190,8 @@ def _make_one(
         return ids
     if name == "position_ids":
         return torch.arange(dims[-1], dtype=torch.long).expand(*dims).contiguous()
+    if name.startswith("past_key_values."):
+        return torch.randn(dims, generator=generator)
     raise SpecError(
         f"Cannot make an example value for input '{name}'. Register an adapter for this "
         "architecture that provides it (see docs: 'Adding an architecture')."

@@ -125,7 +125,6 @@ def export(
     output = Path(output_dir)
     check_opset(opset)
     providers = _check_device(device)
-    traced = trace_shape(batch_size, sequence_length)
     if atol is not None and not atol > 0:
         raise ExportOptionError(f"--atol must be a positive number, not {atol}.", option="--atol")
     check_output_dir(output, force=force)
@@ -149,12 +148,15 @@ def export(
         )
         if tokenizer is None:
             tokenizer = hub.load_tokenizer(source, trust_remote_code=trust_remote_code)
+    traced = trace_shape(batch_size, sequence_length, with_past=task_obj.with_past)
     torch_model = torch_model.to(device)
     config = torch_model.config
     adapter = ADAPTERS.get(config.model_type)
     prepared = adapter.prepare_model(torch_model, task_obj.name)
     names = adapter.input_names(
-        config, task_obj.name, default_input_names(prepared, config, tokenizer)
+        config,
+        task_obj.name,
+        default_input_names(prepared, config, tokenizer, with_past=task_obj.with_past),
     )
     spec = derive_spec(prepared, task_obj, names, adapter=adapter, traced=traced)
     logger.info(
@@ -165,8 +167,7 @@ def export(
     with staged_output(output, force=force) as staging:
         onnx_path = staging / ONNX_FILE
         example = {
-            k: v.to(device)
-            for k, v in example_inputs(spec.inputs, config, spec.task, adapter, traced).items()
+            k: v.to(device) for k, v in example_inputs(spec, config, adapter, traced).items()
         }
         captured = capture(
             prepared, spec, example, opset=opset, path=onnx_path, external_data=use_external

@@ -24,6 +24,7 @@ PIPELINE_TASKS = (
     "fill-mask",
     "question-answering",
     "text-classification",
+    "text-generation",
     "token-classification",
 )
 

@@ -1,9 +1,11 @@
 """Spec stage: what the ONNX graph takes and returns, derived generically.
 
-Inputs are the tokenizer's `model_input_names` that the model's `forward` accepts, in the
-tokenizer's order, so `session.run(None, dict(tokenizer(..., return_tensors="np")))` works.
+Inputs are the tokenizer's `model_input_names`, in the tokenizer's order, so
+`session.run(None, dict(tokenizer(..., return_tensors="np")))` works; a decoder also takes
+`position_ids` (when its forward does) and its key/value cache as `past_key_values.<i>.key/value`.
 Outputs and their dynamic axes are found by running the model at two example shapes whose
-axis sizes all differ: a dimension that follows an input axis is named after it.
+axis sizes all differ: a dimension that follows an input axis is named after it. A decoder's
+cache layout (heads, head size, which axis grows) is read off the cache its own prefill returns.
 """
 
 from __future__ import annotations
@@ -16,21 +18,58 @@ from typing import Any
 import torch
 
 from onnxport.adapters import ADAPTERS, ExportAdapter
-from onnxport.dummy import CHOICES, InputShape, input_axes, make_inputs, trace_shape
+from onnxport.dummy import (
+    BATCH,
+    CHOICES,
+    PAST,
+    SEQUENCE,
+    TOTAL,
+    InputShape,
+    Template,
+    input_axes,
+    make_inputs,
+    trace_shape,
+)
 from onnxport.errors import SpecError
 from onnxport.tasks import Task, check_task_for, get_task, infer_task
 
 DEFAULT_ATOL = 1e-4
 # Outputs that are on request only (or training only): never part of the exported graph.
 _SKIPPED_OUTPUTS = frozenset({"loss", "hidden_states", "attentions", "past_key_values", "cache"})
+_CACHE_OUTPUTS = ("cache", "past_key_values")
 _FALLBACK_INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
 
 Axes = dict[int, str]
 
 
 @dataclass(frozen=True)
+class DecoderCache:
+    """How a decoder's key/value cache crosses the graph boundary, one key and value per layer.
+
+    `argument` is the name `forward` takes the cache under (`cache` in Transformers 5.24,
+    `past_key_values` before).
+    """
+
+    num_layers: int
+    argument: str
+
+    def past_names(self) -> list[str]:
+        """Graph inputs holding the cache, in order."""
+        return [
+            f"past_key_values.{i}.{kv}" for i in range(self.num_layers) for kv in ("key", "value")
+        ]
+
+    def present_names(self) -> list[str]:
+        """Graph outputs holding the updated cache, in order."""
+        return [f"present.{i}.{kv}" for i in range(self.num_layers) for kv in ("key", "value")]
+
+
+@dataclass(frozen=True)
 class ExportSpec:
     """The export configuration: ordered inputs and outputs, each mapped to its dynamic axes.
+
+    `token_axes` names, per output, the axis that runs over tokens (validation leaves out
+    padded positions there); `input_templates` give full shapes of inputs with fixed dims.
 
     >>> spec = get_onnx_config(DistilBertConfig())  # doctest: +SKIP
     >>> list(spec.outputs)  # doctest: +SKIP
@@ -42,12 +81,10 @@ class ExportSpec:
     inputs: Mapping[str, Axes]
     outputs: Mapping[str, Axes]
     atol: float = DEFAULT_ATOL
-    per_token_outputs: tuple[str, ...] = field(default=())
+    token_axes: Mapping[str, int] = field(default_factory=dict)
     ignored_inputs: tuple[str, ...] = field(default=())
-
-    def model_kwargs(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The inputs the PyTorch model takes (graph inputs minus `ignored_inputs`)."""
-        return {k: v for k, v in inputs.items() if k not in self.ignored_inputs}
+    input_templates: Mapping[str, Template] = field(default_factory=dict)
+    decoder: DecoderCache | None = None
 
     @property
     def input_names(self) -> list[str]:
@@ -58,6 +95,16 @@ class ExportSpec:
     def output_names(self) -> list[str]:
         """Output names in graph order."""
         return list(self.outputs)
+
+    @property
+    def per_token_outputs(self) -> tuple[str, ...]:
+        """Outputs with a token axis."""
+        return tuple(self.token_axes)
+
+    def model_kwargs(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The plain tensor inputs the PyTorch model takes (no ignored ones, no cache)."""
+        past = set(self.decoder.past_names()) if self.decoder else set()
+        return {k: v for k, v in inputs.items() if k not in self.ignored_inputs and k not in past}
 
 
 def tokenizer_input_names(config: Any, tokenizer: Any | None) -> list[str]:
@@ -82,12 +129,15 @@ def forward_parameters(model: torch.nn.Module) -> list[str]:
     return list(inspect.signature(model.forward).parameters)
 
 
-def default_input_names(model: torch.nn.Module, config: Any, tokenizer: Any | None) -> list[str]:
+def default_input_names(
+    model: torch.nn.Module, config: Any, tokenizer: Any | None, *, with_past: bool = False
+) -> list[str]:
     """The tokenizer's input names, in its order: the graph takes everything it returns.
 
     An output the model does not take (DistilBERT's tokenizer is BERT's and returns
     token_type_ids) becomes an ignored graph input, so the tokenizer's output always feeds a
-    plain InferenceSession as is.
+    plain InferenceSession as is. A decoder also takes position_ids where its forward does:
+    with left padding the positions cannot be inferred from the step alone.
     """
     accepted = set(forward_parameters(model))
     names = tokenizer_input_names(config, tokenizer)
@@ -97,7 +147,110 @@ def default_input_names(model: torch.nn.Module, config: Any, tokenizer: Any | No
             f"(forward takes: {', '.join(sorted(accepted))}); the text path cannot export it. "
             "Register an adapter that declares its inputs."
         )
+    if with_past:
+        if "attention_mask" not in names:
+            names.append("attention_mask")
+        if "position_ids" in accepted and "position_ids" not in names:
+            names.append("position_ids")
     return names
+
+
+def _cache_argument(model: torch.nn.Module) -> str:
+    accepted = forward_parameters(model)
+    for name in _CACHE_OUTPUTS:
+        if name in accepted:
+            return name
+    raise SpecError(
+        f"'{model.config.model_type}' takes no key/value cache in forward; export it as "  # type: ignore[union-attr]
+        "text-generation without past is not supported yet."
+    )
+
+
+def build_cache(config: Any, tensors: list[torch.Tensor]) -> Any:
+    """A transformers DynamicCache holding `tensors` (key, value per layer)."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=config)
+    for layer in range(len(tensors) // 2):
+        cache.update(tensors[2 * layer], tensors[2 * layer + 1], layer)
+    return cache
+
+
+def flatten_outputs(output: Any, *, with_cache: bool = False) -> dict[str, torch.Tensor]:
+    """Tensor fields of a transformers ModelOutput, minus on-request ones.
+
+    With `with_cache`, a decoder's new cache becomes `present.<i>.key/value`.
+    """
+    items = output.items() if hasattr(output, "items") else enumerate(output)
+    result = {
+        str(key): value
+        for key, value in items
+        if isinstance(value, torch.Tensor) and key not in _SKIPPED_OUTPUTS
+    }
+    if with_cache:
+        cache = next((output[k] for k in _CACHE_OUTPUTS if output.get(k) is not None), None)
+        for index, layer in enumerate(_cache_layers(cache)):
+            result[f"present.{index}.key"] = layer.keys
+            result[f"present.{index}.value"] = layer.values
+    return result
+
+
+def _cache_layers(cache: Any) -> list[Any]:
+    layers = list(getattr(cache, "layers", None) or [])
+    if not layers or not all(isinstance(getattr(x, "keys", None), torch.Tensor) for x in layers):
+        raise SpecError(
+            f"The model's cache ({type(cache).__name__}) is not a plain key/value cache per "
+            "layer (recurrent or linear-attention state?); text-generation export does not "
+            "support it yet."
+        )
+    return layers
+
+
+def run_reference(
+    model: torch.nn.Module, spec: ExportSpec, inputs: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Run the PyTorch model on graph-style inputs; returns outputs under graph names.
+
+    The capture wrapper calls this too, so the exported graph computes exactly what is
+    validated against.
+    """
+    kwargs: dict[str, Any] = spec.model_kwargs(inputs)
+    if spec.decoder is not None:
+        past = [inputs[name] for name in spec.decoder.past_names()]
+        kwargs[spec.decoder.argument] = build_cache(model.config, past)
+        kwargs["use_cache"] = True
+    output = model(**kwargs, return_dict=True)
+    return flatten_outputs(output, with_cache=spec.decoder is not None)
+
+
+def _probe_cache(
+    model: torch.nn.Module, config: Any, argument: str, adapter: ExportAdapter
+) -> tuple[DecoderCache, dict[str, Template]]:
+    """Run a prefill and read the cache layout: which axes are batch and past, which fixed."""
+    batch, length = 2, 5
+    ids = make_inputs(["input_ids"], {"input_ids": {0: BATCH, 1: SEQUENCE}}, config,
+                      InputShape(batch, length))["input_ids"]  # fmt: skip
+    try:
+        with torch.no_grad():
+            output = model(input_ids=ids, use_cache=True, return_dict=True)
+    except Exception as err:
+        raise SpecError(f"PyTorch prefill of '{config.model_type}' failed: {err}") from err
+    cache = next((output[k] for k in _CACHE_OUTPUTS if output.get(k) is not None), None)
+    if cache is None:
+        raise SpecError(f"'{config.model_type}' returned no cache with use_cache=True.")
+    layers = _cache_layers(cache)
+    decoder = DecoderCache(num_layers=len(layers), argument=argument)
+    templates: dict[str, Template] = {}
+    for name, tensor in zip(
+        decoder.past_names(), [t for x in layers for t in (x.keys, x.values)], strict=True
+    ):
+        if tensor.dim() != 4 or tensor.shape[0] != batch or tensor.shape[2] != length:
+            raise SpecError(
+                f"'{config.model_type}' keeps its cache as {tuple(tensor.shape)}, not (batch, "
+                "heads, sequence, head size); text-generation export does not support it yet."
+            )
+        templates[name] = (BATCH, int(tensor.shape[1]), PAST, int(tensor.shape[3]))
+    return decoder, templates
 
 
 def derive_spec(
@@ -111,20 +264,37 @@ def derive_spec(
     """Run `model` at two shapes and read its outputs and their dynamic axes."""
     config: Any = model.config
     adapter = adapter or ADAPTERS.get(config.model_type)
-    traced = traced or trace_shape()
+    traced = traced or trace_shape(with_past=task.with_past)
     multiple_choice = task.name == "multiple-choice"
-    inputs = {name: input_axes(name, multiple_choice) for name in input_names}
+    inputs = {
+        name: input_axes(name, multiple_choice, with_past=task.with_past) for name in input_names
+    }
     accepted = set(forward_parameters(model))
     ignored = tuple(name for name in input_names if name not in accepted)
-    probe = InputShape(traced.batch_size + 1, traced.sequence_length + 3, traced.num_choices + 2)
+    decoder = None
+    templates: dict[str, Template] = {}
+    if task.with_past:
+        decoder, templates = _probe_cache(model, config, _cache_argument(model), adapter)
+        inputs.update({name: {0: BATCH, 2: PAST} for name in decoder.past_names()})
+    draft = ExportSpec(
+        model_type=config.model_type, task=task.name, inputs=inputs, outputs={},
+        ignored_inputs=ignored, input_templates=templates, decoder=decoder,
+    )  # fmt: skip
+    probe = InputShape(
+        traced.batch_size + 1, traced.sequence_length + 3, traced.num_choices + 2,
+        past_length=traced.past_length + 2 if traced.past_length else 0,
+    )  # fmt: skip
     for shape in (traced, probe):
-        if len({shape.batch_size, shape.sequence_length, shape.num_choices}) != 3:
+        sizes = [shape.batch_size, shape.sequence_length, shape.num_choices]
+        if shape.past_length:
+            sizes += [shape.past_length, shape.past_length + shape.sequence_length]
+        if len(set(sizes)) != len(sizes):
             raise SpecError(f"Example axis sizes must differ pairwise: {shape}")
-    first = _run(model, task, config, adapter, ignored, inputs, traced)
-    second = _run(model, task, config, adapter, ignored, inputs, probe)
+    first = _run(model, draft, adapter, traced)
+    second = _run(model, draft, adapter, probe)
     outputs: dict[str, Axes] = {}
-    per_token: list[str] = []
-    axis_names = sorted({axis for axes in inputs.values() for axis in axes.values()})
+    token_axes: dict[str, int] = {}
+    axis_names = [BATCH, SEQUENCE, TOTAL, PAST] if task.with_past else [BATCH, SEQUENCE, CHOICES]
     for name, tensor in first.items():
         other = second.get(name)
         if other is None or other.dim() != tensor.dim():
@@ -136,11 +306,10 @@ def derive_spec(
                     axes[dim] = axis
                     break
         outputs[name] = axes
-        token_axes = [axes.get(0), axes.get(1)]
-        if multiple_choice:
-            token_axes = [axes.get(0), axes.get(2) if axes.get(1) == CHOICES else None]
-        if token_axes == ["batch_size", "sequence_length"]:
-            per_token.append(name)
+        if axes.get(0) == BATCH and CHOICES not in axes.values():
+            token_axis = next((d for d, a in axes.items() if a in (SEQUENCE, TOTAL)), None)
+            if token_axis is not None:
+                token_axes[name] = token_axis
     if not outputs:
         raise SpecError(f"'{config.model_type}' returned no tensor outputs for {task.name}.")
     return ExportSpec(
@@ -149,59 +318,43 @@ def derive_spec(
         inputs=inputs,
         outputs=outputs,
         atol=adapter.atol or DEFAULT_ATOL,
-        per_token_outputs=tuple(per_token),
+        token_axes=token_axes,
         ignored_inputs=ignored,
+        input_templates=templates,
+        decoder=decoder,
     )
 
 
 def example_inputs(
-    spec_inputs: Mapping[str, Axes],
-    config: Any,
-    task: str,
-    adapter: ExportAdapter,
-    shape: InputShape,
-    *,
-    seed: int = 0,
+    spec: ExportSpec, config: Any, adapter: ExportAdapter, shape: InputShape, *, seed: int = 0
 ) -> dict[str, torch.Tensor]:
     """Example inputs at `shape`: the adapter's if it makes them, else the generic ones."""
-    names = list(spec_inputs)
-    axes = dict(spec_inputs)
-    custom = adapter.dummy_inputs(config, task, names, axes, shape)
+    names = spec.input_names
+    axes = dict(spec.inputs)
+    custom = adapter.dummy_inputs(config, spec.task, names, axes, shape)
     if custom is not None:
         return custom
-    return make_inputs(names, axes, config, shape, seed=seed)
-
-
-def flatten_outputs(output: Any) -> dict[str, torch.Tensor]:
-    """Tensor fields of a transformers ModelOutput (or dict), minus on-request outputs."""
-    items = output.items() if hasattr(output, "items") else enumerate(output)
-    return {
-        str(key): value
-        for key, value in items
-        if isinstance(value, torch.Tensor) and key not in _SKIPPED_OUTPUTS
-    }
+    return make_inputs(
+        names, axes, config, shape, seed=seed, templates=dict(spec.input_templates),
+        left_padding=spec.decoder is not None,
+    )  # fmt: skip
 
 
 def _run(
-    model: torch.nn.Module,
-    task: Task,
-    config: Any,
-    adapter: ExportAdapter,
-    ignored: tuple[str, ...],
-    axes: dict[str, Axes],
-    shape: InputShape,
+    model: torch.nn.Module, spec: ExportSpec, adapter: ExportAdapter, shape: InputShape
 ) -> dict[str, torch.Tensor]:
-    values = example_inputs(axes, config, task.name, adapter, shape)
-    names = [name for name in values if name not in ignored]
+    config: Any = model.config
+    values = example_inputs(spec, config, adapter, shape)
     try:
         with torch.no_grad():
-            output = model(**{k: values[k] for k in names}, return_dict=True)
+            return run_reference(model, spec, values)
+    except SpecError:
+        raise
     except Exception as err:
         raise SpecError(
             f"PyTorch forward of '{config.model_type}' failed on example inputs "
-            f"({', '.join(names)} at {shape.label()}): {err}"
+            f"({', '.join(values)} at {shape.label()}): {err}"
         ) from err
-    return flatten_outputs(output)
 
 
 def get_onnx_config(
@@ -236,7 +389,6 @@ def get_onnx_config(
     else:
         model = tiny_model(config, task_obj.name)
     adapter = ADAPTERS.get(config.model_type)
-    names = adapter.input_names(
-        config, task_obj.name, default_input_names(model, config, tokenizer)
-    )
+    default = default_input_names(model, config, tokenizer, with_past=task_obj.with_past)
+    names = adapter.input_names(config, task_obj.name, default)
     return derive_spec(model, task_obj, names, adapter=adapter)

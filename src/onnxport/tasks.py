@@ -29,6 +29,7 @@ class Task:
         mapping: name of the `modeling_auto` table from model_type to that head's class.
         synonyms: other names users type for it.
         description: one line for `onnxport tasks`.
+        with_past: the graph takes and returns a key/value cache (decoder generation).
 
     """
 
@@ -37,6 +38,7 @@ class Task:
     mapping: str
     synonyms: tuple[str, ...] = ()
     description: str = ""
+    with_past: bool = False
 
     def model_classes(self) -> dict[str, str]:
         """Model type -> class name for every architecture with a head for this task."""
@@ -82,6 +84,14 @@ TASKS: tuple[Task, ...] = (
         "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES",
         ("sequence-classification", "sentiment-analysis"),
         "one label per text or text pair",
+    ),
+    Task(
+        "text-generation",
+        "AutoModelForCausalLM",
+        "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES",
+        ("causal-lm", "text-generation-with-past", "causal-lm-with-past"),
+        "next-token logits with a key/value cache; generate()",
+        with_past=True,
     ),
     Task(
         "fill-mask",

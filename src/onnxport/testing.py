@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ TINY_SIZES: dict[str, int] = {
     "hidden_dim": 37,
     "global_attn_every_n_layers": 2,
     "local_attention": 16,
+    "rotary_dim": 4,
+    "ffn_dim": 37,
 }
 
 SAMPLE_SENTENCES = (
@@ -48,23 +51,37 @@ SAMPLE_SENTENCES = (
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
-def tiny_tokenizer(model_input_names: list[str] | tuple[str, ...], vocab_size: int = 160) -> Any:
-    """A fast WordPiece tokenizer trained on SAMPLE_SENTENCES, returning `model_input_names`.
+def tiny_vocab() -> list[str]:
+    """A fixed WordPiece vocabulary: specials, the sample sentences' words, and characters.
+
+    Built here rather than trained: the tokenizers trainer breaks ties differently from one
+    process to the next, which changed token ids (and tiny models' outputs) between runs.
+    """
+    import re
+    import string
+
+    words = sorted({w for text in SAMPLE_SENTENCES for w in re.findall(r"\w+", text.lower())})
+    chars = sorted(set(string.ascii_lowercase + string.digits + string.punctuation))
+    pieces = [*chars, *(f"##{c}" for c in string.ascii_lowercase + string.digits)]
+    return [*SPECIAL_TOKENS, *pieces, *(w for w in words if w not in pieces)]
+
+
+def tiny_tokenizer(model_input_names: list[str] | tuple[str, ...]) -> Any:
+    """A fast WordPiece tokenizer over `tiny_vocab()`, returning `model_input_names`.
 
     Ids 0-4 are [PAD], [UNK], [CLS], [SEP], [MASK]; single texts and pairs are wrapped as BERT
-    does, so every text pipeline (fill-mask, QA, token classification) can use it.
+    does, so every text pipeline (fill-mask, QA, token classification) can use it. The same
+    vocabulary and ids every time.
     """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from tokenizers.trainers import WordPieceTrainer
     from transformers import PreTrainedTokenizerFast
 
-    backend = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    vocab = {token: index for index, token in enumerate(tiny_vocab())}
+    backend = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
     backend.normalizer = normalizers.BertNormalizer(lowercase=True)
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     backend.decoder = decoders.WordPiece()
-    trainer = WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS))
-    backend.train_from_iterator(list(SAMPLE_SENTENCES), trainer=trainer)
-    cls_id, sep_id = backend.token_to_id("[CLS]"), backend.token_to_id("[SEP]")
+    cls_id, sep_id = vocab["[CLS]"], vocab["[SEP]"]
     backend.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",
@@ -98,9 +115,11 @@ def tiny_config(config: Any, *, tokenizer: Any | None = None, **overrides: Any) 
             # Some configs derive a field and refuse assignment (Funnel's depth is block_sizes).
             with contextlib.suppress(NotImplementedError, AttributeError):
                 setattr(config, key, value)
-    # Sizes tied to the hidden size (deberta's pooler_hidden_size, ...) must follow it.
+    # Sizes tied to the hidden size (DeBERTa's pooler_hidden_size, OPT's word_embed_proj_dim)
+    # must follow it.
     for key, value in list(config.to_dict().items()):
-        if key.endswith("_hidden_size") and value == original_hidden and key not in TINY_SIZES:
+        tied = key.endswith(("_hidden_size", "_proj_dim"))
+        if tied and value == original_hidden and key not in TINY_SIZES:
             setattr(config, key, config.hidden_size)
     # Per-layer lists (ModernBERT's layer_types, ...) are derived at construction from the
     # original depth; keep their first entries so the pattern survives the shrink.
@@ -110,7 +129,8 @@ def tiny_config(config: Any, *, tokenizer: Any | None = None, **overrides: Any) 
         if isinstance(values, list) and layers and len(values) > layers:
             setattr(config, key, values[:layers])
     if hasattr(config, "head_dim") and getattr(config, "num_attention_heads", None):
-        config.head_dim = config.hidden_size // config.num_attention_heads
+        with contextlib.suppress(AttributeError):  # Falcon derives head_dim (no setter)
+            config.head_dim = config.hidden_size // config.num_attention_heads
     vocab = (
         len(tokenizer)
         if tokenizer is not None
@@ -169,9 +189,15 @@ def save_tiny_checkpoint(
 ) -> Path:
     """Write a tiny random checkpoint with tokenizer to `folder`, as `save_pretrained` would."""
     from onnxport.spec import tokenizer_input_names
+    from onnxport.tasks import get_task
 
     base = tiny_config(model_type)
-    tokenizer = tiny_tokenizer(tokenizer_input_names(base, None))
+    names = tokenizer_input_names(base, None)
+    if get_task(task).with_past:
+        # Decoders' generate() refuses inputs their forward does not take.
+        accepted = inspect.signature(tiny_model(base, task).forward).parameters
+        names = [n for n in names if n != "token_type_ids" or n in accepted]
+    tokenizer = tiny_tokenizer(names)
     config = tiny_config(model_type, tokenizer=tokenizer, **overrides)
     model = tiny_model(config, task, seed=seed)
     folder = Path(folder)

@@ -18,7 +18,7 @@ import torch
 
 from onnxport.adapters import ExportAdapter
 from onnxport.dummy import InputShape
-from onnxport.spec import ExportSpec, example_inputs, flatten_outputs
+from onnxport.spec import ExportSpec, example_inputs, run_reference
 
 OK = "✓"
 FAIL = "x"
@@ -151,8 +151,12 @@ def compare(
     atol: float,
     label: str,
     keep: np.ndarray | None = None,
+    token_axis: int | None = None,
 ) -> OutputCheck:
-    """Compare one output; `keep` (broadcast over leading dims) selects compared positions."""
+    """Compare one output; `keep` (batch x tokens) selects the positions compared.
+
+    The token axis is `token_axis` (default 1); other axes are compared in full.
+    """
     ref_shape, got_shape = tuple(reference.shape), tuple(actual.shape)
     if ref_shape != got_shape:
         return OutputCheck(
@@ -160,6 +164,8 @@ def compare(
         )
     ref = reference.astype(np.float64)
     got = actual.astype(np.float64)
+    if keep is not None and token_axis not in (None, 1):
+        ref, got = np.moveaxis(ref, token_axis, 1), np.moveaxis(got, token_axis, 1)
     if keep is not None:
         ref, got = ref[keep], got[keep]
     both_nan = np.isnan(ref) & np.isnan(got)
@@ -191,14 +197,9 @@ def validate(
     checks: list[OutputCheck] = []
     device = next(iter(model.parameters())).device
     for index, shape in enumerate(shapes):
-        inputs = example_inputs(spec.inputs, config, spec.task, adapter, shape, seed=index + 1)
+        inputs = example_inputs(spec, config, adapter, shape, seed=index + 1)
         with torch.no_grad():
-            reference = flatten_outputs(
-                model(
-                    **{k: v.to(device) for k, v in spec.model_kwargs(inputs).items()},
-                    return_dict=True,
-                )
-            )
+            reference = run_reference(model, spec, {k: v.to(device) for k, v in inputs.items()})
         feed = {name: tensor.numpy() for name, tensor in inputs.items()}
         results = dict(zip(onnx_outputs, session.run(None, feed), strict=True))
         mask = feed.get("attention_mask")
@@ -206,18 +207,17 @@ def validate(
         for name in spec.output_names:
             if name not in results or name not in reference:
                 continue
+            expected, actual = _to_numpy(reference[name]), results[name]
             keep = None
-            if mask is not None and name in spec.per_token_outputs and not mask.all():
-                keep = mask.astype(bool)
+            axis = spec.token_axes.get(name)
+            if mask is not None and mask.ndim == 2 and axis is not None and not mask.all():
+                # Align the output's token axis with the last columns of the mask (a decoder
+                # step's logits cover only the new tokens), then drop padded positions.
+                length = expected.shape[axis] if expected.ndim > axis else 0
+                if 0 < length <= mask.shape[1]:
+                    keep = mask[:, -length:].astype(bool)
             checks.append(
-                compare(
-                    name,
-                    _to_numpy(reference[name]),
-                    results[name],
-                    atol=atol,
-                    label=label,
-                    keep=keep,
-                )
+                compare(name, expected, actual, atol=atol, label=label, keep=keep, token_axis=axis)
             )
     return ValidationReport(
         model_path=onnx_path,

@@ -202,7 +202,11 @@ def _cmd_architectures(args: argparse.Namespace) -> int:
         return EXIT_OK
     for arch in architectures(include_untested=args.all):
         status = "tested" if arch.tested else "generic"
-        print(f"{arch.model_type:<28} {status:<8} {', '.join(arch.tasks)}")
+        untested = [task for task in arch.tasks if task not in arch.tested_tasks]
+        detail = ", ".join(arch.tested_tasks)
+        if untested:
+            detail += ("; " if detail else "") + "untested: " + ", ".join(untested)
+        print(f"{arch.model_type:<28} {status:<8} {detail}")
     if not args.all:
         print("\n(--all also lists the model types the generic path tries without CI tests)")
     return EXIT_OK

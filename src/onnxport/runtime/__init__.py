@@ -1,6 +1,7 @@
 """Run exported models with ONNX Runtime behind the transformers model API."""
 
 from onnxport.runtime.base import ORTModel
+from onnxport.runtime.generation import ORTModelForCausalLM
 from onnxport.runtime.modeling import (
     ORT_MODEL_CLASSES,
     ORTModelForFeatureExtraction,
@@ -14,6 +15,7 @@ from onnxport.runtime.modeling import (
 __all__ = [
     "ORT_MODEL_CLASSES",
     "ORTModel",
+    "ORTModelForCausalLM",
     "ORTModelForFeatureExtraction",
     "ORTModelForMaskedLM",
     "ORTModelForMultipleChoice",

@@ -15,6 +15,7 @@ from transformers.modeling_outputs import (
 )
 
 from onnxport.runtime.base import ORTModel
+from onnxport.runtime.generation import ORTModelForCausalLM
 
 
 class ORTModelForFeatureExtraction(ORTModel):
@@ -73,5 +74,6 @@ ORT_MODEL_CLASSES: dict[str, type[ORTModel]] = {
         ORTModelForTokenClassification,
         ORTModelForQuestionAnswering,
         ORTModelForMultipleChoice,
+        ORTModelForCausalLM,
     )
 }

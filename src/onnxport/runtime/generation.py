@@ -1,0 +1,180 @@
+"""Generative ORT models: transformers' own `GenerationMixin` over an ONNX Runtime session.
+
+The graph takes the cache as flat `past_key_values.<i>.key/value` tensors and returns
+`present.<i>.key/value`; here they are wrapped in a transformers `DynamicCache`, so greedy
+search, sampling and beam search (which reorders the cache) are transformers' code, unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from transformers import DynamicCache, GenerationConfig
+from transformers.generation import GenerationMixin
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from onnxport.errors import ORTModelError
+from onnxport.runtime.base import ORTModel, _as_numpy
+
+
+class ORTModelForCausalLM(ORTModel, GenerationMixin):
+    """Decoder-only language model with a key/value cache; `generate()` as in transformers.
+
+    Example:
+        >>> model = ORTModelForCausalLM.from_pretrained("out/")  # doctest: +SKIP
+        >>> model.generate(**tokenizer(["Hello"], return_tensors="pt"), max_new_tokens=20)
+
+    """
+
+    task = "text-generation"
+    output_class = CausalLMOutputWithPast
+    main_input_name = "input_ids"
+    _is_stateful = False
+    _supports_cache_class = True
+
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        config: Any,
+        *,
+        model_dir: Path,
+        file_name: str = "model.onnx",
+        _keep_alive: Any = None,
+    ) -> None:
+        super().__init__(
+            session, config, model_dir=model_dir, file_name=file_name, _keep_alive=_keep_alive
+        )
+        self._past_names = [n for n in self.input_names if n.startswith("past_key_values.")]
+        self._present_names = [n for n in self.output_names if n.startswith("present.")]
+        if not self._past_names or len(self._past_names) != len(self._present_names):
+            raise ORTModelError(
+                f"'{model_dir / file_name}' has no key/value cache inputs and outputs; export it "
+                "with --task text-generation."
+            )
+        shapes = {i.name: i.shape for i in session.get_inputs()}
+        self._past_static = {
+            name: (int(shapes[name][1]), int(shapes[name][3])) for name in self._past_names
+        }
+        try:
+            self.generation_config = GenerationConfig.from_pretrained(model_dir)
+        except OSError:
+            self.generation_config = GenerationConfig.from_model_config(config)
+
+    @classmethod
+    def can_generate(cls) -> bool:
+        """Decoders generate."""
+        return True
+
+    # GenerationMixin calls these PreTrainedModel hooks; a graph has fixed answers to them.
+    def get_experts_implementation(self) -> dict[str, str]:
+        """No mixture-of-experts kernels to switch: the graph fixes them."""
+        return {}
+
+    def set_experts_implementation(self, implementation: Any) -> None:
+        """Nothing to switch in a graph."""
+
+    def forward(
+        self,
+        input_ids: Any = None,
+        attention_mask: Any = None,
+        position_ids: Any = None,
+        token_type_ids: Any = None,
+        cache: Any = None,
+        past_key_values: Any = None,
+        use_cache: bool | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """One decoding step: logits for `input_ids` given the cache so far."""
+        if input_ids is None:
+            raise ORTModelError(f"Missing input 'input_ids'; this model takes {self._expected()}.")
+        cache = cache if cache is not None else past_key_values
+        use_torch = isinstance(input_ids, torch.Tensor)
+        ids = _as_numpy(input_ids).astype(np.int64)
+        batch, length = ids.shape
+        past_length = cache.get_seq_length() if cache is not None else 0
+        if attention_mask is None:
+            mask = np.ones((batch, past_length + length), dtype=np.int64)
+        else:
+            mask = _as_numpy(attention_mask).astype(np.int64)
+        feed: dict[str, np.ndarray] = {"input_ids": ids, "attention_mask": mask}
+        if "position_ids" in self.input_names:
+            if position_ids is None:
+                positions = np.clip(np.cumsum(mask, axis=-1) - 1, 0, None)
+                position_ids = positions[:, -length:]
+            feed["position_ids"] = _as_numpy(position_ids).astype(np.int64)
+        if "token_type_ids" in self.input_names:
+            types = np.zeros_like(ids) if token_type_ids is None else _as_numpy(token_type_ids)
+            feed["token_type_ids"] = types.astype(np.int64)
+        feed.update(self._past_feed(cache, batch))
+        try:
+            results = self.session.run(None, feed)
+        except Exception as err:
+            raise ORTModelError(
+                f"ONNX Runtime failed on a decoding step: {str(err).splitlines()[0]}"
+            ) from err
+        outputs = dict(zip(self.output_names, results, strict=True))
+        logits = outputs["logits"]
+        new_cache = None
+        if use_cache is not False:
+            new_cache = DynamicCache(config=self.config)
+            for layer in range(len(self._present_names) // 2):
+                new_cache.update(
+                    torch.from_numpy(outputs[f"present.{layer}.key"]),
+                    torch.from_numpy(outputs[f"present.{layer}.value"]),
+                    layer,
+                )
+        if not use_torch:
+            return CausalLMOutputWithPast(logits=logits, cache=new_cache)
+        return CausalLMOutputWithPast(logits=torch.from_numpy(logits), cache=new_cache)
+
+    def _past_feed(self, cache: Any, batch: int) -> dict[str, np.ndarray]:
+        if cache is None or cache.get_seq_length() == 0:
+            return {
+                name: np.zeros((batch, heads, 0, size), dtype=np.float32)
+                for name, (heads, size) in self._past_static.items()
+            }
+        tensors = [t for layer in cache.layers for t in (layer.keys, layer.values)]
+        if len(tensors) != len(self._past_names):
+            raise ORTModelError(
+                f"The cache holds {len(tensors) // 2} layers; this model has "
+                f"{len(self._past_names) // 2}."
+            )
+        return {
+            name: tensor.detach().cpu().float().numpy()
+            for name, tensor in zip(self._past_names, tensors, strict=True)
+        }
+
+    def prepare_inputs_for_generation(
+        self,
+        input_ids: torch.Tensor,
+        cache: Any = None,
+        past_key_values: Any = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        use_cache: bool = True,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """Feed only the tokens the cache has not seen; positions follow the mask."""
+        cache = cache if cache is not None else past_key_values
+        if not use_cache:
+            cache = None
+        past_length = cache.get_seq_length() if cache is not None else 0
+        step_ids = input_ids[:, past_length:]
+        position_ids = None
+        if attention_mask is not None:
+            positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+            position_ids = positions[:, -step_ids.shape[1] :]
+        if token_type_ids is not None:
+            token_type_ids = token_type_ids[:, -step_ids.shape[1] :]
+        return {
+            "token_type_ids": token_type_ids,
+            "input_ids": step_ids,
+            "attention_mask": attention_mask,
+            "position_ids": position_ids,
+            "cache": cache,
+            "use_cache": use_cache,
+        }

@@ -1,0 +1,104 @@
+"""Decoder-only export with a key/value cache, and generate() through ONNX Runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import onnxport
+from model_table import DECODER_CASES
+from onnxport.dummy import PAST, TOTAL
+from onnxport.errors import ORTModelError
+from onnxport.support import TESTED_DECODERS
+
+PROMPTS = ["the quick brown fox jumps over", "paris"]
+
+
+def test_table_covers_every_tested_decoder() -> None:
+    assert set(DECODER_CASES) == set(TESTED_DECODERS)
+
+
+def _pair(model_type: str, checkpoint, exported) -> tuple[Path, Path]:
+    return checkpoint(model_type, "text-generation"), exported(model_type, "text-generation")
+
+
+def _prompts(folder: Path) -> tuple[object, dict[str, torch.Tensor]]:
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.padding_side = "left"
+    return tokenizer, tokenizer(PROMPTS, return_tensors="pt", padding=True)
+
+
+@pytest.mark.parametrize("model_type", sorted(DECODER_CASES))
+def test_export_and_greedy_parity(model_type: str, checkpoint, exported) -> None:
+    ckpt, folder = _pair(model_type, checkpoint, exported)
+    spec = onnxport.get_onnx_config(AutoModelForCausalLM.from_pretrained(ckpt), "text-generation")
+    assert spec.decoder is not None
+    layers = spec.decoder.num_layers
+    assert spec.output_names == ["logits"] + [
+        f"present.{i}.{kv}" for i in range(layers) for kv in ("key", "value")
+    ]
+    assert spec.inputs["past_key_values.0.key"] == {0: "batch_size", 2: PAST}
+    assert spec.outputs["present.0.key"][2] == TOTAL
+
+    tokenizer, inputs = _prompts(folder)
+    assert inputs["attention_mask"][1, 0] == 0  # really left-padded
+    pt_model = AutoModelForCausalLM.from_pretrained(ckpt).eval()
+    ort_model = onnxport.ORTModelForCausalLM.from_pretrained(folder)
+    settings = {"max_new_tokens": 20, "do_sample": False, "pad_token_id": tokenizer.pad_token_id}
+    expected = pt_model.generate(**inputs, **settings)
+    actual = ort_model.generate(**inputs, **settings)
+    assert torch.equal(actual, expected)
+    new_tokens = expected[:, -20:]
+    for row in new_tokens:
+        assert len(set(row.tolist())) >= 4, f"degenerate greedy path: {row.tolist()}"
+
+
+@pytest.mark.parametrize("model_type", ["llama", "gpt2"])
+def test_generation_modes(model_type: str, checkpoint, exported) -> None:
+    ckpt, folder = _pair(model_type, checkpoint, exported)
+    tokenizer, inputs = _prompts(folder)
+    pt_model = AutoModelForCausalLM.from_pretrained(ckpt).eval()
+    ort_model = onnxport.ORTModelForCausalLM.from_pretrained(folder)
+    pad = {"pad_token_id": tokenizer.pad_token_id}
+
+    greedy = {"max_new_tokens": 12, "do_sample": False, **pad}
+    expected = pt_model.generate(**inputs, **greedy)
+    assert torch.equal(ort_model.generate(**inputs, **greedy, use_cache=False), expected)
+
+    beams = {"max_new_tokens": 10, "num_beams": 3, "do_sample": False, **pad}
+    assert torch.equal(ort_model.generate(**inputs, **beams), pt_model.generate(**inputs, **beams))
+
+    sampling = {"max_new_tokens": 10, "do_sample": True, "top_k": 20, **pad}
+    torch.manual_seed(7)
+    sampled_pt = pt_model.generate(**inputs, **sampling)
+    torch.manual_seed(7)
+    assert torch.equal(ort_model.generate(**inputs, **sampling), sampled_pt)
+
+    stop = int(expected[0, inputs["input_ids"].shape[1] + 2])
+    with_eos = {"max_new_tokens": 12, "do_sample": False, "eos_token_id": stop, **pad}
+    assert torch.equal(
+        ort_model.generate(**inputs, **with_eos), pt_model.generate(**inputs, **with_eos)
+    )
+
+
+def test_text_generation_pipelines(checkpoint, exported) -> None:
+    ckpt, folder = _pair("llama", checkpoint, exported)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    settings = {"max_new_tokens": 8, "do_sample": False}
+    pt_pipe = transformers.pipeline(
+        "text-generation", model=AutoModelForCausalLM.from_pretrained(ckpt), tokenizer=tokenizer
+    )
+    expected = pt_pipe(PROMPTS[0], **settings)
+    assert onnxport.pipeline("text-generation", model=folder)(PROMPTS[0], **settings) == expected
+    ort_model = onnxport.ORTModelForCausalLM.from_pretrained(folder)
+    theirs = transformers.pipeline("text-generation", model=ort_model, tokenizer=tokenizer)
+    assert theirs(PROMPTS[0], **settings) == expected
+
+
+def test_causal_lm_class_refuses_an_encoder_export(exported) -> None:
+    with pytest.raises(ORTModelError, match="exported for feature-extraction"):
+        onnxport.ORTModelForCausalLM.from_pretrained(exported("bert", "feature-extraction"))
