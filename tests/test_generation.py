@@ -102,3 +102,36 @@ def test_text_generation_pipelines(checkpoint, exported) -> None:
 def test_causal_lm_class_refuses_an_encoder_export(exported) -> None:
     with pytest.raises(ORTModelError, match="exported for feature-extraction"):
         onnxport.ORTModelForCausalLM.from_pretrained(exported("bert", "feature-extraction"))
+
+
+def test_sliding_window_limit_is_recorded_and_enforced(checkpoint, exported) -> None:
+    import onnx
+
+    folder = exported("mistral", "text-generation")
+    metadata = {p.key: p.value for p in onnx.load(str(folder / "model.onnx")).metadata_props}
+    window = AutoModelForCausalLM.from_pretrained(checkpoint("mistral", "text-generation"))
+    assert metadata["max_total_length"] == str(window.config.sliding_window - 1)
+    model = onnxport.ORTModelForCausalLM.from_pretrained(folder)
+    assert model.max_total_length == window.config.sliding_window - 1
+    model.max_total_length = 12  # as if the window were 13 tokens
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10]])
+    with pytest.raises(ORTModelError, match=r"sliding-window attention.*up to 12 tokens"):
+        model.generate(input_ids=ids, max_new_tokens=10, do_sample=False, pad_token_id=0)
+    assert onnxport.ORTModelForCausalLM.from_pretrained(folder).max_total_length is not None
+
+
+def test_window_too_small_to_export_is_refused(tmp_path: Path) -> None:
+    from onnxport.errors import SpecError
+    from onnxport.testing import save_tiny_checkpoint
+
+    ckpt = save_tiny_checkpoint("mistral", "text-generation", tmp_path / "ckpt", sliding_window=4)
+    with pytest.raises(
+        SpecError, match="'mistral' uses sliding-window attention with a window of 4"
+    ):
+        onnxport.export(ckpt, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_llama_has_no_window_limit(exported) -> None:
+    model = onnxport.ORTModelForCausalLM.from_pretrained(exported("llama", "text-generation"))
+    assert model.max_total_length is None

@@ -180,6 +180,11 @@ def export(
                 "model_type": spec.model_type,
                 "opset": str(opset),
                 "capture_strategy": captured.strategy,
+                **(
+                    {"max_total_length": str(spec.decoder.max_total_length)}
+                    if spec.decoder and spec.decoder.max_total_length
+                    else {}
+                ),
             },
         )
         report = None

@@ -47,11 +47,14 @@ class DecoderCache:
     """How a decoder's key/value cache crosses the graph boundary, one key and value per layer.
 
     `argument` is the name `forward` takes the cache under (`cache` in Transformers 5.24,
-    `past_key_values` before).
+    `past_key_values` before). `max_total_length` is set for sliding-window models: past a
+    window the cache is cropped, a path the graph does not follow (checked: ONNX Runtime fails
+    with an out-of-range gather), so the export is exact up to this many tokens only.
     """
 
     num_layers: int
     argument: str
+    max_total_length: int | None = None
 
     def past_names(self) -> list[str]:
         """Graph inputs holding the cache, in order."""
@@ -239,7 +242,16 @@ def _probe_cache(
     if cache is None:
         raise SpecError(f"'{config.model_type}' returned no cache with use_cache=True.")
     layers = _cache_layers(cache)
-    decoder = DecoderCache(num_layers=len(layers), argument=argument)
+    window: Any = getattr(config, "sliding_window", None)
+    sliding = window is not None and any(getattr(x, "is_sliding", False) for x in layers)
+    max_total = int(window) - 1 if sliding else None
+    if max_total is not None and max_total <= 2 * length:
+        raise SpecError(
+            f"'{config.model_type}' uses sliding-window attention with a window of {window} "
+            "tokens, too short to export and validate; onnxport needs a window above "
+            f"{2 * length + 1}."
+        )
+    decoder = DecoderCache(num_layers=len(layers), argument=argument, max_total_length=max_total)
     templates: dict[str, Template] = {}
     for name, tensor in zip(
         decoder.past_names(), [t for x in layers for t in (x.keys, x.values)], strict=True

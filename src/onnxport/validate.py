@@ -18,6 +18,7 @@ import torch
 
 from onnxport.adapters import ExportAdapter
 from onnxport.dummy import InputShape
+from onnxport.errors import ValidationError
 from onnxport.spec import ExportSpec, example_inputs, run_reference
 
 OK = "✓"
@@ -201,7 +202,14 @@ def validate(
         with torch.no_grad():
             reference = run_reference(model, spec, {k: v.to(device) for k, v in inputs.items()})
         feed = {name: tensor.numpy() for name, tensor in inputs.items()}
-        results = dict(zip(onnx_outputs, session.run(None, feed), strict=True))
+        try:
+            results = dict(zip(onnx_outputs, session.run(None, feed), strict=True))
+        except Exception as err:
+            raise ValidationError(
+                f"Validation failed: ONNX Runtime could not run the exported graph at "
+                f"{shape.label()} (PyTorch could): {str(err).splitlines()[0][:300]}",
+                report=None,
+            ) from err
         mask = feed.get("attention_mask")
         label = shape.label()
         for name in spec.output_names:

@@ -55,6 +55,9 @@ class ORTModelForCausalLM(ORTModel, GenerationMixin):
                 f"'{model_dir / file_name}' has no key/value cache inputs and outputs; export it "
                 "with --task text-generation."
             )
+        metadata = session.get_modelmeta().custom_metadata_map
+        limit = metadata.get("max_total_length")
+        self.max_total_length = int(limit) if limit else None
         shapes = {i.name: i.shape for i in session.get_inputs()}
         self._past_static = {
             name: (int(shapes[name][1]), int(shapes[name][3])) for name in self._past_names
@@ -96,6 +99,12 @@ class ORTModelForCausalLM(ORTModel, GenerationMixin):
         ids = _as_numpy(input_ids).astype(np.int64)
         batch, length = ids.shape
         past_length = cache.get_seq_length() if cache is not None else 0
+        if self.max_total_length is not None and past_length + length > self.max_total_length:
+            raise ORTModelError(
+                f"'{self.config.model_type}' uses sliding-window attention: this export is exact "
+                f"up to {self.max_total_length} tokens (prompt and generated together), and this "
+                f"step would reach {past_length + length}. Longer sequences are not supported yet."
+            )
         if attention_mask is None:
             mask = np.ones((batch, past_length + length), dtype=np.int64)
         else:
