@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         ORTModelForMaskedLM,
         ORTModelForMultipleChoice,
         ORTModelForQuestionAnswering,
+        ORTModelForSeq2SeqLM,
         ORTModelForSequenceClassification,
         ORTModelForTokenClassification,
     )
@@ -52,6 +53,7 @@ _LAZY = {
     "ORTModelForMaskedLM": "onnxport.runtime",
     "ORTModelForMultipleChoice": "onnxport.runtime",
     "ORTModelForQuestionAnswering": "onnxport.runtime",
+    "ORTModelForSeq2SeqLM": "onnxport.runtime",
     "ORTModelForSequenceClassification": "onnxport.runtime",
     "ORTModelForTokenClassification": "onnxport.runtime",
 }

@@ -20,6 +20,7 @@ SEQUENCE = "sequence_length"
 CHOICES = "num_choices"
 PAST = "past_sequence_length"
 TOTAL = "total_sequence_length"  # past + sequence: the attention mask of a decoder step
+ENCODER = "encoder_sequence_length"  # what a seq2seq decoder attends to
 
 Template = tuple[int | str, ...]
 
@@ -38,6 +39,7 @@ class InputShape:
     num_choices: int = 3
     padded: bool = False
     past_length: int = 0
+    encoder_length: int = 0
 
     def size_of(self, axis: str) -> int:
         """The size this shape gives the named axis."""
@@ -51,6 +53,7 @@ class InputShape:
             CHOICES: self.num_choices,
             PAST: self.past_length,
             TOTAL: self.past_length + self.sequence_length,
+            ENCODER: self.encoder_length,
         }
 
     def label(self) -> str:
@@ -82,12 +85,18 @@ def trace_shape(
     while choices in (batch_size, sequence_length):
         choices += 1
     past = 0
+    encoder = 0
     if with_past:
         taken = {batch_size, sequence_length, choices}
         past = 5
         while past in taken or past + sequence_length in taken:
             past += 1
-    return InputShape(batch_size, sequence_length, choices, past_length=past)
+        encoder = 7
+        while encoder in {*taken, past, past + sequence_length}:
+            encoder += 1
+    return InputShape(
+        batch_size, sequence_length, choices, past_length=past, encoder_length=encoder
+    )
 
 
 def validation_shapes(traced: InputShape) -> list[InputShape]:
@@ -99,11 +108,12 @@ def validation_shapes(traced: InputShape) -> list[InputShape]:
     if traced.past_length:
         past = traced.past_length + 4
         larger = traced.batch_size + 1
+        encoder = traced.encoder_length + 3
         return [
-            InputShape(1, 4, 2, past_length=0),
-            InputShape(larger, 7, 2, padded=True, past_length=0),
-            InputShape(1, 1, 2, past_length=past),
-            InputShape(larger, 3, 2, padded=True, past_length=past + 2),
+            InputShape(1, 4, 2, past_length=0, encoder_length=encoder),
+            InputShape(larger, 7, 2, padded=True, past_length=0, encoder_length=encoder + 2),
+            InputShape(1, 1, 2, past_length=past, encoder_length=encoder + 4),
+            InputShape(larger, 3, 2, padded=True, past_length=past + 2, encoder_length=encoder),
         ]
     short = max(2, traced.sequence_length // 2 + 1)
     if short == traced.sequence_length:
@@ -126,6 +136,8 @@ def input_axes(name: str, multiple_choice: bool, *, with_past: bool = False) -> 
         return {0: BATCH, 1: CHOICES, 2: SEQUENCE}
     if with_past and name == "attention_mask":
         return {0: BATCH, 1: TOTAL}
+    if name in ("encoder_attention_mask", "encoder_hidden_states"):
+        return {0: BATCH, 1: ENCODER}
     return {0: BATCH, 1: SEQUENCE}
 
 
@@ -173,6 +185,10 @@ def _make_one(
             raise SpecError(f"config.vocab_size is {vocab}: cannot make example input_ids.")
         low = min(5, vocab - 1)
         return torch.randint(low, vocab, dims, generator=generator, dtype=torch.long)
+    if name == "encoder_attention_mask":  # encoders' batches are padded at the end
+        return _make_one("attention_mask", dims, config, shape, generator, False)
+    if name == "encoder_hidden_states":
+        return torch.randn(dims, generator=generator)
     if name == "attention_mask":
         mask = torch.ones(dims, dtype=torch.long)
         if shape.padded and dims[0] > 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ExportResult:
-    """What `export()` wrote and proved."""
+    """What `export()` wrote and proved.
+
+    `onnx_path`, `spec` and `validation` describe the main graph (the decoder of an
+    encoder-decoder model); `reports` and `specs` hold one entry per graph written.
+    """
 
     output_dir: Path
     onnx_path: Path
@@ -44,6 +48,8 @@ class ExportResult:
     strategy: str
     validation: ValidationReport | None
     seconds: float
+    reports: tuple[ValidationReport, ...] = ()
+    specs: tuple[ExportSpec, ...] = ()
 
 
 def _check_device(device: str) -> list[str]:
@@ -153,75 +159,109 @@ def export(
     config = torch_model.config
     adapter = ADAPTERS.get(config.model_type)
     prepared = adapter.prepare_model(torch_model, task_obj.name)
-    names = adapter.input_names(
-        config,
-        task_obj.name,
-        default_input_names(prepared, config, tokenizer, with_past=task_obj.with_past),
-    )
-    spec = derive_spec(prepared, task_obj, names, adapter=adapter, traced=traced)
-    logger.info(
-        "Inputs: %s. Outputs: %s.", ", ".join(spec.input_names), ", ".join(spec.output_names)
-    )
+    graphs = []
+    for file_name, module, part_task, default in _graphs(prepared, task_obj, config, tokenizer):
+        names = adapter.input_names(config, task_obj.name, default)
+        spec = derive_spec(module, part_task, names, adapter=adapter, traced=traced)
+        logger.info(
+            "%s inputs: %s. Outputs: %s.",
+            file_name,
+            ", ".join(spec.input_names),
+            ", ".join(spec.output_names),
+        )
+        graphs.append((file_name, module, spec))
     use_external = needs_external_data(torch_model) if external_data is None else external_data
 
+    reports: list[ValidationReport] = []
+    strategies: list[str] = []
     with staged_output(output, force=force) as staging:
-        onnx_path = staging / ONNX_FILE
-        example = {
-            k: v.to(device) for k, v in example_inputs(spec, config, adapter, traced).items()
-        }
-        captured = capture(
-            prepared, spec, example, opset=opset, path=onnx_path, external_data=use_external
-        )
-        add_metadata(
-            onnx_path,
-            {
-                "source": source_name,
-                "task": spec.task,
-                "model_type": spec.model_type,
-                "opset": str(opset),
-                "capture_strategy": captured.strategy,
-                **(
-                    {"max_total_length": str(spec.decoder.max_total_length)}
-                    if spec.decoder and spec.decoder.max_total_length
-                    else {}
-                ),
-            },
-        )
-        report = None
-        if validate_export:
+        for file_name, module, spec in graphs:
+            onnx_path = staging / file_name
+            example = {
+                k: v.to(device) for k, v in example_inputs(spec, config, adapter, traced).items()
+            }
+            captured = capture(
+                module, spec, example, opset=opset, path=onnx_path, external_data=use_external
+            )
+            strategies.append(captured.strategy)
+            extra = {}
+            if spec.decoder and spec.decoder.max_total_length:
+                extra["max_total_length"] = str(spec.decoder.max_total_length)
+            add_metadata(
+                onnx_path,
+                {
+                    "source": source_name,
+                    "task": task_obj.name,
+                    "model_type": spec.model_type,
+                    "opset": str(opset),
+                    "capture_strategy": captured.strategy,
+                    **extra,
+                },
+            )
+            if not validate_export:
+                continue
             report = validate(
                 onnx_path,
-                prepared,
+                module,
                 spec,
                 adapter,
                 validation_shapes(traced),
                 atol=atol,
                 providers=providers,
             )
+            report = ValidationReport(
+                output / file_name,
+                report.reference_outputs,
+                report.onnx_outputs,
+                report.checks,
+                report.atol,
+            )
             if not report.passed:
                 raise ValidationError(
-                    f"Validation failed: {report.summary()}; '{output}' was left as it was. "
-                    "Pass a larger --atol if this difference is acceptable, or --no-validate "
-                    "to keep the files for inspection.",
+                    f"Validation failed for {file_name}: {report.summary()}; '{output}' was "
+                    "left as it was. Pass a larger --atol if this difference is acceptable, or "
+                    "--no-validate to keep the files for inspection.",
                     report=report,
                 )
+            reports.append(report)
         save_side_files(staging, config=config, tokenizer=tokenizer, source=source)
         files = sorted(p.name for p in staging.iterdir())
-    onnx_final = output / ONNX_FILE
-    if report is not None:
-        report = ValidationReport(
-            onnx_final, report.reference_outputs, report.onnx_outputs, report.checks, report.atol
-        )
     seconds = time.perf_counter() - start
     if use_external:
         logger.info("Weights stored in %s beside the graph.", EXTERNAL_DATA_FILE)
+    main_file, _, main_spec = graphs[-1]
     return ExportResult(
         output_dir=output,
-        onnx_path=onnx_final,
+        onnx_path=output / main_file,
         files=tuple(output / f for f in files),
-        task=spec.task,
-        spec=spec,
-        strategy=captured.strategy,
-        validation=report,
+        task=task_obj.name,
+        spec=main_spec,
+        strategy=strategies[-1],
+        validation=reports[-1] if reports else None,
         seconds=seconds,
+        reports=tuple(reports),
+        specs=tuple(spec for _, _, spec in graphs),
     )
+
+
+def _graphs(
+    model: Any, task: Task, config: Any, tokenizer: Any
+) -> list[tuple[str, torch.nn.Module, Task, list[str]]]:
+    """The graphs to write: (file name, module, task, default input names) for each."""
+    if not task.encoder_decoder:
+        names = default_input_names(model, config, tokenizer, with_past=task.with_past)
+        return [(ONNX_FILE, model, task, names)]
+    from onnxport.seq2seq import (
+        DECODER_FILE,
+        DECODER_INPUTS,
+        ENCODER_FILE,
+        DecoderPart,
+        EncoderPart,
+    )
+
+    encoder = EncoderPart(model)
+    encoder_task = replace(task, with_past=False)
+    return [
+        (ENCODER_FILE, encoder, encoder_task, default_input_names(encoder, config, tokenizer)),
+        (DECODER_FILE, DecoderPart(model), task, list(DECODER_INPUTS)),
+    ]

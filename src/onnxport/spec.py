@@ -21,6 +21,7 @@ from onnxport.adapters import ADAPTERS, ExportAdapter
 from onnxport.dummy import (
     BATCH,
     CHOICES,
+    ENCODER,
     PAST,
     SEQUENCE,
     TOTAL,
@@ -174,6 +175,10 @@ def build_cache(config: Any, tensors: list[torch.Tensor]) -> Any:
     from transformers import DynamicCache
 
     cache = DynamicCache(config=config)
+    if len(cache.layers) not in (0, len(tensors) // 2):
+        # The config counts another stack's layers (T5's num_layers is the encoder's);
+        # without a config the cache grows one layer per update.
+        cache = DynamicCache()
     for layer in range(len(tensors) // 2):
         cache.update(tensors[2 * layer], tensors[2 * layer + 1], layer)
     return cache
@@ -227,15 +232,18 @@ def run_reference(
 
 
 def _probe_cache(
-    model: torch.nn.Module, config: Any, argument: str, adapter: ExportAdapter
+    model: torch.nn.Module, draft: ExportSpec, argument: str
 ) -> tuple[DecoderCache, dict[str, Template]]:
     """Run a prefill and read the cache layout: which axes are batch and past, which fixed."""
+    config: Any = model.config
     batch, length = 2, 5
-    ids = make_inputs(["input_ids"], {"input_ids": {0: BATCH, 1: SEQUENCE}}, config,
-                      InputShape(batch, length))["input_ids"]  # fmt: skip
+    shape = InputShape(batch, length, past_length=0, encoder_length=7)
+    names = [name for name in draft.input_names if name not in draft.ignored_inputs]
+    values = make_inputs(names, dict(draft.inputs), config, shape,
+                         templates=dict(draft.input_templates), left_padding=True)  # fmt: skip
     try:
         with torch.no_grad():
-            output = model(input_ids=ids, use_cache=True, return_dict=True)
+            output = model(**values, use_cache=True, return_dict=True)
     except Exception as err:
         raise SpecError(f"PyTorch prefill of '{config.model_type}' failed: {err}") from err
     cache = next((output[k] for k in _CACHE_OUTPUTS if output.get(k) is not None), None)
@@ -285,8 +293,16 @@ def derive_spec(
     ignored = tuple(name for name in input_names if name not in accepted)
     decoder = None
     templates: dict[str, Template] = {}
+    if "encoder_hidden_states" in inputs:
+        hidden = getattr(config, "d_model", None) or config.hidden_size
+        templates["encoder_hidden_states"] = (BATCH, ENCODER, int(hidden))
     if task.with_past:
-        decoder, templates = _probe_cache(model, config, _cache_argument(model), adapter)
+        draft = ExportSpec(
+            model_type=config.model_type, task=task.name, inputs=inputs, outputs={},
+            ignored_inputs=ignored, input_templates=dict(templates),
+        )  # fmt: skip
+        decoder, past_templates = _probe_cache(model, draft, _cache_argument(model))
+        templates.update(past_templates)
         inputs.update({name: {0: BATCH, 2: PAST} for name in decoder.past_names()})
     draft = ExportSpec(
         model_type=config.model_type, task=task.name, inputs=inputs, outputs={},
@@ -295,18 +311,23 @@ def derive_spec(
     probe = InputShape(
         traced.batch_size + 1, traced.sequence_length + 3, traced.num_choices + 2,
         past_length=traced.past_length + 2 if traced.past_length else 0,
+        encoder_length=traced.encoder_length + 5 if traced.encoder_length else 0,
     )  # fmt: skip
     for shape in (traced, probe):
         sizes = [shape.batch_size, shape.sequence_length, shape.num_choices]
         if shape.past_length:
             sizes += [shape.past_length, shape.past_length + shape.sequence_length]
+        if shape.encoder_length:
+            sizes.append(shape.encoder_length)
         if len(set(sizes)) != len(sizes):
             raise SpecError(f"Example axis sizes must differ pairwise: {shape}")
     first = _run(model, draft, adapter, traced)
     second = _run(model, draft, adapter, probe)
     outputs: dict[str, Axes] = {}
     token_axes: dict[str, int] = {}
-    axis_names = [BATCH, SEQUENCE, TOTAL, PAST] if task.with_past else [BATCH, SEQUENCE, CHOICES]
+    axis_names = (
+        [BATCH, SEQUENCE, TOTAL, PAST, ENCODER] if task.with_past else [BATCH, SEQUENCE, CHOICES]
+    )
     for name, tensor in first.items():
         other = second.get(name)
         if other is None or other.dim() != tensor.dim():

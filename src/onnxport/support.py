@@ -24,6 +24,8 @@ TESTED_DECODERS: tuple[str, ...] = (
     "bloom", "falcon", "gemma", "gemma2", "gpt2", "gpt_neox", "gptj", "granite", "llama",
     "mistral", "olmo", "opt", "phi3", "qwen2", "qwen3", "smollm3",
 )  # fmt: skip
+# Encoder-decoder models: encoder + decoder graphs, validation, and generate() parity.
+TESTED_SEQ2SEQ: tuple[str, ...] = ("bart", "m2m_100", "marian", "mbart", "mt5", "pegasus", "t5")
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ def tested_tasks(model_type: str) -> tuple[str, ...]:
         tested += [task for task in heads if task in ENCODER_TASKS]
     if model_type in TESTED_DECODERS:
         tested.append("text-generation")
+    if model_type in TESTED_SEQ2SEQ:
+        tested.append("text2text-generation")
     return tuple(sorted(tested))
 
 

@@ -30,6 +30,7 @@ class Task:
         synonyms: other names users type for it.
         description: one line for `onnxport tasks`.
         with_past: the graph takes and returns a key/value cache (decoder generation).
+        encoder_decoder: exported as encoder_model.onnx plus decoder_model.onnx.
 
     """
 
@@ -39,6 +40,7 @@ class Task:
     synonyms: tuple[str, ...] = ()
     description: str = ""
     with_past: bool = False
+    encoder_decoder: bool = False
 
     def model_classes(self) -> dict[str, str]:
         """Model type -> class name for every architecture with a head for this task."""
@@ -92,6 +94,15 @@ TASKS: tuple[Task, ...] = (
         ("causal-lm", "text-generation-with-past", "causal-lm-with-past"),
         "next-token logits with a key/value cache; generate()",
         with_past=True,
+    ),
+    Task(
+        "text2text-generation",
+        "AutoModelForSeq2SeqLM",
+        "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES",
+        ("seq2seq-lm", "text2text-generation-with-past", "translation", "summarization"),
+        "encoder + decoder with a self-attention cache; generate()",
+        with_past=True,
+        encoder_decoder=True,
     ),
     Task(
         "fill-mask",

@@ -31,6 +31,19 @@ TINY_SIZES: dict[str, int] = {
     "local_attention": 16,
     "rotary_dim": 4,
     "ffn_dim": 37,
+    # Encoder-decoder models name their sizes per stack (BART, Marian) or T5's way.
+    "d_model": 32,
+    "encoder_layers": 2,
+    "decoder_layers": 2,
+    "encoder_attention_heads": 4,
+    "decoder_attention_heads": 4,
+    "encoder_ffn_dim": 37,
+    "decoder_ffn_dim": 37,
+    "num_layers": 2,
+    "num_decoder_layers": 2,
+    "num_heads": 4,
+    "d_ff": 37,
+    "d_kv": 8,
 }
 
 SAMPLE_SENTENCES = (
@@ -151,6 +164,15 @@ def tiny_config(config: Any, *, tokenizer: Any | None = None, **overrides: Any) 
     for key, value in special.items():
         if getattr(config, key, None) is not None or key == "pad_token_id":
             setattr(config, key, value)
+    if hasattr(config, "decoder_vocab_size"):  # Marian's separate target vocabulary
+        config.decoder_vocab_size = vocab
+    if getattr(config, "is_encoder_decoder", False):
+        start = getattr(config, "decoder_start_token_id", None)
+        if start is None or start >= vocab:
+            config.decoder_start_token_id = 2  # [CLS]; real checkpoints set it, tiny ones must
+        for key in ("forced_bos_token_id", "forced_eos_token_id"):
+            if (getattr(config, key, None) or 0) >= vocab:
+                setattr(config, key, None)
     for key, value in overrides.items():
         setattr(config, key, value)
     return config

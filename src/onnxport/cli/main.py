@@ -166,8 +166,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
         trust_remote_code=args.trust_remote_code,
         revision=args.revision,
     )
-    if result.validation is not None:
-        print(result.validation.format(), flush=True)
+    if result.reports:
+        for report in result.reports:
+            print(report.format(), flush=True)
     else:
         print("Validation skipped (--no-validate).")
     print(f"The ONNX export succeeded and the exported model was saved at: {result.output_dir}")
@@ -219,8 +220,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     checkpoint = demo.default_model_path()
     print(f"Exporting the built-in default model (all-MiniLM-L6-v2) from {checkpoint}")
     result = export(checkpoint, args.output, force=True)
-    assert result.validation is not None
-    print(result.validation.format(), flush=True)
+    for report in result.reports:
+        print(report.format(), flush=True)
     print(f"The ONNX export succeeded and the exported model was saved at: {result.output_dir}")
     print()
     onnx_ranking = demo.rank(demo.onnx_embedder(result.output_dir))
@@ -267,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         validation = getattr(err, "report", None)
         if validation is not None:
-            print(validation.format(args.output / "model.onnx"), flush=True)
+            print(validation.format(), flush=True)
         print(f"Error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:

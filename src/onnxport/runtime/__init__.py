@@ -1,7 +1,7 @@
 """Run exported models with ONNX Runtime behind the transformers model API."""
 
 from onnxport.runtime.base import ORTModel
-from onnxport.runtime.generation import ORTModelForCausalLM
+from onnxport.runtime.generation import ORTModelForCausalLM, ORTModelForSeq2SeqLM
 from onnxport.runtime.modeling import (
     ORT_MODEL_CLASSES,
     ORTModelForFeatureExtraction,
@@ -20,6 +20,7 @@ __all__ = [
     "ORTModelForMaskedLM",
     "ORTModelForMultipleChoice",
     "ORTModelForQuestionAnswering",
+    "ORTModelForSeq2SeqLM",
     "ORTModelForSequenceClassification",
     "ORTModelForTokenClassification",
 ]

@@ -44,6 +44,7 @@ class ORTModel:
     task: ClassVar[str] = ""
     output_class: ClassVar[type] = dict
     main_input_name: ClassVar[str] = "input_ids"
+    default_file: ClassVar[str] = ONNX_FILE
 
     def __init__(
         self,
@@ -171,10 +172,10 @@ class ORTModel:
         hint = f"load it with {right.__name__}" if right else "export it for this task"
         raise ORTModelError(f"'{path}' was exported for {exported_task}, not {cls.task}: {hint}.")
 
-    @staticmethod
-    def _find_onnx_file(folder: Path) -> str:
-        if (folder / ONNX_FILE).is_file():
-            return ONNX_FILE
+    @classmethod
+    def _find_onnx_file(cls, folder: Path) -> str:
+        if (folder / cls.default_file).is_file():
+            return cls.default_file
         found = sorted(p.name for p in folder.glob("*.onnx"))
         if len(found) == 1:
             return found[0]

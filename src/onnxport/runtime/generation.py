@@ -1,8 +1,8 @@
-"""Generative ORT models: transformers' own `GenerationMixin` over an ONNX Runtime session.
+"""Generative ORT models: transformers' own `GenerationMixin` over ONNX Runtime sessions.
 
-The graph takes the cache as flat `past_key_values.<i>.key/value` tensors and returns
-`present.<i>.key/value`; here they are wrapped in a transformers `DynamicCache`, so greedy
-search, sampling and beam search (which reorders the cache) are transformers' code, unchanged.
+The graphs take the cache as flat `past_key_values.<i>.key/value` tensors and return
+`present.<i>.key/value`; here they are wrapped in transformers caches, so greedy search,
+sampling and beam search (which reorders the cache) are transformers' code, unchanged.
 """
 
 from __future__ import annotations
@@ -13,26 +13,20 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import torch
-from transformers import DynamicCache, GenerationConfig
+from transformers import DynamicCache, EncoderDecoderCache, GenerationConfig
 from transformers.generation import GenerationMixin
-from transformers.modeling_outputs import CausalLMOutputWithPast
+from transformers.modeling_outputs import BaseModelOutput, CausalLMOutputWithPast, Seq2SeqLMOutput
 
 from onnxport.errors import ORTModelError
 from onnxport.runtime.base import ORTModel, _as_numpy
 
+ENCODER_FILE = "encoder_model.onnx"  # the names onnxport.seq2seq writes
+DECODER_FILE = "decoder_model.onnx"
 
-class ORTModelForCausalLM(ORTModel, GenerationMixin):
-    """Decoder-only language model with a key/value cache; `generate()` as in transformers.
 
-    Example:
-        >>> model = ORTModelForCausalLM.from_pretrained("out/")  # doctest: +SKIP
-        >>> model.generate(**tokenizer(["Hello"], return_tensors="pt"), max_new_tokens=20)
+class ORTGenerativeModel(ORTModel, GenerationMixin):
+    """Shared by generative ORT models: the graph's flat cache <-> a transformers cache."""
 
-    """
-
-    task = "text-generation"
-    output_class = CausalLMOutputWithPast
-    main_input_name = "input_ids"
     _is_stateful = False
     _supports_cache_class = True
 
@@ -53,7 +47,7 @@ class ORTModelForCausalLM(ORTModel, GenerationMixin):
         if not self._past_names or len(self._past_names) != len(self._present_names):
             raise ORTModelError(
                 f"'{model_dir / file_name}' has no key/value cache inputs and outputs; export it "
-                "with --task text-generation."
+                f"with --task {self.task}."
             )
         metadata = session.get_modelmeta().custom_metadata_map
         limit = metadata.get("max_total_length")
@@ -69,7 +63,7 @@ class ORTModelForCausalLM(ORTModel, GenerationMixin):
 
     @classmethod
     def can_generate(cls) -> bool:
-        """Decoders generate."""
+        """Generative models generate."""
         return True
 
     # GenerationMixin calls these PreTrainedModel hooks; a graph has fixed answers to them.
@@ -79,6 +73,56 @@ class ORTModelForCausalLM(ORTModel, GenerationMixin):
 
     def set_experts_implementation(self, implementation: Any) -> None:
         """Nothing to switch in a graph."""
+
+    def _past_feed(self, cache: Any, batch: int) -> dict[str, np.ndarray]:
+        if cache is None or cache.get_seq_length() == 0:
+            return {
+                name: np.zeros((batch, heads, 0, size), dtype=np.float32)
+                for name, (heads, size) in self._past_static.items()
+            }
+        tensors = [t for layer in cache.layers for t in (layer.keys, layer.values)]
+        if len(tensors) != len(self._past_names):
+            raise ORTModelError(
+                f"The cache holds {len(tensors) // 2} layers; this model has "
+                f"{len(self._past_names) // 2}."
+            )
+        return {
+            name: tensor.detach().cpu().float().numpy()
+            for name, tensor in zip(self._past_names, tensors, strict=True)
+        }
+
+    def _new_cache(self, outputs: dict[str, np.ndarray], config: Any) -> DynamicCache:
+        cache = DynamicCache(config=config) if config is not None else DynamicCache()
+        for layer in range(len(self._present_names) // 2):
+            cache.update(
+                torch.from_numpy(outputs[f"present.{layer}.key"]),
+                torch.from_numpy(outputs[f"present.{layer}.value"]),
+                layer,
+            )
+        return cache
+
+    def _run_step(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            results = self.session.run(None, feed)
+        except Exception as err:
+            raise ORTModelError(
+                f"ONNX Runtime failed on a decoding step: {str(err).splitlines()[0]}"
+            ) from err
+        return dict(zip(self.output_names, results, strict=True))
+
+
+class ORTModelForCausalLM(ORTGenerativeModel):
+    """Decoder-only language model with a key/value cache; `generate()` as in transformers.
+
+    Example:
+        >>> model = ORTModelForCausalLM.from_pretrained("out/")  # doctest: +SKIP
+        >>> model.generate(**tokenizer(["Hello"], return_tensors="pt"), max_new_tokens=20)
+
+    """
+
+    task = "text-generation"
+    output_class = CausalLMOutputWithPast
+    main_input_name = "input_ids"
 
     def forward(
         self,
@@ -119,43 +163,11 @@ class ORTModelForCausalLM(ORTModel, GenerationMixin):
             types = np.zeros_like(ids) if token_type_ids is None else _as_numpy(token_type_ids)
             feed["token_type_ids"] = types.astype(np.int64)
         feed.update(self._past_feed(cache, batch))
-        try:
-            results = self.session.run(None, feed)
-        except Exception as err:
-            raise ORTModelError(
-                f"ONNX Runtime failed on a decoding step: {str(err).splitlines()[0]}"
-            ) from err
-        outputs = dict(zip(self.output_names, results, strict=True))
+        outputs = self._run_step(feed)
         logits = outputs["logits"]
-        new_cache = None
-        if use_cache is not False:
-            new_cache = DynamicCache(config=self.config)
-            for layer in range(len(self._present_names) // 2):
-                new_cache.update(
-                    torch.from_numpy(outputs[f"present.{layer}.key"]),
-                    torch.from_numpy(outputs[f"present.{layer}.value"]),
-                    layer,
-                )
-        if not use_torch:
-            return CausalLMOutputWithPast(logits=logits, cache=new_cache)
-        return CausalLMOutputWithPast(logits=torch.from_numpy(logits), cache=new_cache)
-
-    def _past_feed(self, cache: Any, batch: int) -> dict[str, np.ndarray]:
-        if cache is None or cache.get_seq_length() == 0:
-            return {
-                name: np.zeros((batch, heads, 0, size), dtype=np.float32)
-                for name, (heads, size) in self._past_static.items()
-            }
-        tensors = [t for layer in cache.layers for t in (layer.keys, layer.values)]
-        if len(tensors) != len(self._past_names):
-            raise ORTModelError(
-                f"The cache holds {len(tensors) // 2} layers; this model has "
-                f"{len(self._past_names) // 2}."
-            )
-        return {
-            name: tensor.detach().cpu().float().numpy()
-            for name, tensor in zip(self._past_names, tensors, strict=True)
-        }
+        new_cache = self._new_cache(outputs, self.config) if use_cache is not False else None
+        result: Any = logits if not use_torch else torch.from_numpy(logits)
+        return CausalLMOutputWithPast(logits=result, cache=new_cache)
 
     def prepare_inputs_for_generation(
         self,
@@ -184,6 +196,138 @@ class ORTModelForCausalLM(ORTModel, GenerationMixin):
             "input_ids": step_ids,
             "attention_mask": attention_mask,
             "position_ids": position_ids,
+            "cache": cache,
+            "use_cache": use_cache,
+        }
+
+
+class _ORTEncoder:
+    """The encoder graph, which GenerationMixin calls through `get_encoder()`."""
+
+    main_input_name = "input_ids"
+
+    def __init__(self, session: ort.InferenceSession) -> None:
+        self.session = session
+        self.input_names = [i.name for i in session.get_inputs()]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> BaseModelOutput:
+        return self.forward(*args, **kwargs)
+
+    def forward(
+        self, input_ids: Any = None, attention_mask: Any = None, **kwargs: Any
+    ) -> BaseModelOutput:
+        """Encode the source tokens; other keyword arguments (return_dict, ...) are ignored."""
+        ids = _as_numpy(input_ids).astype(np.int64)
+        feed = {"input_ids": ids}
+        if "attention_mask" in self.input_names:
+            mask = np.ones_like(ids) if attention_mask is None else _as_numpy(attention_mask)
+            feed["attention_mask"] = mask.astype(np.int64)
+        hidden = self.session.run(["last_hidden_state"], feed)[0]
+        return BaseModelOutput(last_hidden_state=torch.from_numpy(hidden))
+
+
+class ORTModelForSeq2SeqLM(ORTGenerativeModel):
+    """Encoder-decoder model (T5, BART, Marian, ...); `generate()` as in transformers.
+
+    `encoder_model.onnx` runs once per input, `decoder_model.onnx` once per step.
+
+    Example:
+        >>> model = ORTModelForSeq2SeqLM.from_pretrained("out/")  # doctest: +SKIP
+        >>> model.generate(**tokenizer(["translate: hi"], return_tensors="pt"))  # doctest: +SKIP
+
+    """
+
+    task = "text2text-generation"
+    output_class = Seq2SeqLMOutput
+    main_input_name = "input_ids"
+    default_file = DECODER_FILE
+    # GenerationMixin looks the encoder up as `self.<base_model_prefix>.encoder` or
+    # `self.encoder`; ours is the latter, so the prefix names nothing.
+    base_model_prefix = ""
+
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        config: Any,
+        *,
+        model_dir: Path,
+        file_name: str = DECODER_FILE,
+        _keep_alive: Any = None,
+    ) -> None:
+        super().__init__(
+            session, config, model_dir=model_dir, file_name=file_name, _keep_alive=_keep_alive
+        )
+        encoder_path = Path(model_dir) / ENCODER_FILE
+        if not encoder_path.is_file():
+            raise ORTModelError(f"No {ENCODER_FILE} beside {file_name} in '{model_dir}'.")
+        self.encoder = _ORTEncoder(
+            ort.InferenceSession(str(encoder_path), providers=session.get_providers())
+        )
+
+    def get_encoder(self) -> _ORTEncoder:
+        """The encoder, as GenerationMixin expects."""
+        return self.encoder
+
+    def forward(
+        self,
+        input_ids: Any = None,
+        attention_mask: Any = None,
+        decoder_input_ids: Any = None,
+        encoder_outputs: Any = None,
+        cache: Any = None,
+        past_key_values: Any = None,
+        use_cache: bool | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """One decoding step (running the encoder first when no encoder_outputs are given)."""
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        if decoder_input_ids is None:
+            raise ORTModelError("Missing decoder_input_ids for the decoding step.")
+        hidden = encoder_outputs[0]
+        cache = cache if cache is not None else past_key_values
+        self_cache = getattr(cache, "self_attention_cache", cache)
+        ids = _as_numpy(decoder_input_ids).astype(np.int64)
+        states = _as_numpy(hidden).astype(np.float32)
+        if attention_mask is None:
+            mask = np.ones(states.shape[:2], dtype=np.int64)
+        else:
+            mask = _as_numpy(attention_mask).astype(np.int64)
+        feed: dict[str, np.ndarray] = {
+            "input_ids": ids,
+            "encoder_attention_mask": mask,
+            "encoder_hidden_states": states,
+        }
+        feed.update(self._past_feed(self_cache, ids.shape[0]))
+        outputs = self._run_step(feed)
+        new_cache = None
+        if use_cache is not False:
+            new_cache = EncoderDecoderCache(self._new_cache(outputs, None), DynamicCache())
+        return Seq2SeqLMOutput(
+            logits=torch.from_numpy(outputs["logits"]),
+            cache=new_cache,
+            encoder_last_hidden_state=torch.as_tensor(hidden),
+        )
+
+    def prepare_inputs_for_generation(
+        self,
+        decoder_input_ids: torch.Tensor,
+        cache: Any = None,
+        past_key_values: Any = None,
+        attention_mask: torch.Tensor | None = None,
+        encoder_outputs: Any = None,
+        use_cache: bool = True,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """Feed only the decoder tokens the cache has not seen."""
+        cache = cache if cache is not None else past_key_values
+        if not use_cache:
+            cache = None
+        past_length = cache.get_seq_length() if cache is not None else 0
+        return {
+            "decoder_input_ids": decoder_input_ids[:, past_length:],
+            "encoder_outputs": encoder_outputs,
+            "attention_mask": attention_mask,
             "cache": cache,
             "use_cache": use_cache,
         }

@@ -15,7 +15,7 @@ from transformers.modeling_outputs import (
 )
 
 from onnxport.runtime.base import ORTModel
-from onnxport.runtime.generation import ORTModelForCausalLM
+from onnxport.runtime.generation import ORTModelForCausalLM, ORTModelForSeq2SeqLM
 
 
 class ORTModelForFeatureExtraction(ORTModel):
@@ -75,5 +75,6 @@ ORT_MODEL_CLASSES: dict[str, type[ORTModel]] = {
         ORTModelForQuestionAnswering,
         ORTModelForMultipleChoice,
         ORTModelForCausalLM,
+        ORTModelForSeq2SeqLM,
     )
 }
