@@ -13,6 +13,7 @@ import onnxport
 from helpers import assert_outputs_close, tokenize
 from model_table import EXTRA_CASES
 from onnxport.runtime import ORT_MODEL_CLASSES
+from onnxport.support import ENCODER_TASKS
 from onnxport.tasks import get_task, tasks_for_model_type
 
 pytestmark = pytest.mark.slow
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.slow
 def _params() -> list[object]:
     params = []
     for model_type, case in sorted(EXTRA_CASES.items()):
-        for task in tasks_for_model_type(model_type):
+        for task in (t for t in tasks_for_model_type(model_type) if t in ENCODER_TASKS):
             reason = case.xfail.get(task) or case.xfail.get("*")
             marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
             params.append(pytest.param(model_type, task, id=f"{model_type}-{task}", marks=marks))

@@ -248,7 +248,10 @@ def _probe_cache(
         raise SpecError(f"PyTorch prefill of '{config.model_type}' failed: {err}") from err
     cache = next((output[k] for k in _CACHE_OUTPUTS if output.get(k) is not None), None)
     if cache is None:
-        raise SpecError(f"'{config.model_type}' returned no cache with use_cache=True.")
+        hint = ""
+        if getattr(config, "is_decoder", None) is False:
+            hint = " An encoder architecture used as a decoder needs is_decoder=True in its config."
+        raise SpecError(f"'{config.model_type}' returned no cache with use_cache=True.{hint}")
     layers = _cache_layers(cache)
     window: Any = getattr(config, "sliding_window", None)
     sliding = window is not None and any(getattr(x, "is_sliding", False) for x in layers)
