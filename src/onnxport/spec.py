@@ -196,11 +196,15 @@ def flatten_outputs(output: Any, *, with_cache: bool = False) -> dict[str, torch
         if isinstance(value, torch.Tensor) and key not in _SKIPPED_OUTPUTS
     }
     if with_cache:
-        cache = next((output[k] for k in _CACHE_OUTPUTS if output.get(k) is not None), None)
-        for index, layer in enumerate(_cache_layers(cache)):
+        for index, layer in enumerate(_cache_layers(_cache_of(output))):
             result[f"present.{index}.key"] = layer.keys
             result[f"present.{index}.value"] = layer.values
     return result
+
+
+def _cache_of(output: Any) -> Any:
+    """The cache a model returned, under either name transformers has used for it."""
+    return next((output[k] for k in _CACHE_OUTPUTS if output.get(k) is not None), None)
 
 
 def _cache_layers(cache: Any) -> list[Any]:
@@ -232,21 +236,24 @@ def run_reference(
 
 
 def _probe_cache(
-    model: torch.nn.Module, draft: ExportSpec, argument: str
+    model: torch.nn.Module,
+    inputs: dict[str, Axes],
+    ignored: tuple[str, ...],
+    templates: dict[str, Template],
+    argument: str,
 ) -> tuple[DecoderCache, dict[str, Template]]:
     """Run a prefill and read the cache layout: which axes are batch and past, which fixed."""
     config: Any = model.config
     batch, length = 2, 5
     shape = InputShape(batch, length, past_length=0, encoder_length=7)
-    names = [name for name in draft.input_names if name not in draft.ignored_inputs]
-    values = make_inputs(names, dict(draft.inputs), config, shape,
-                         templates=dict(draft.input_templates), left_padding=True)  # fmt: skip
+    names = [name for name in inputs if name not in ignored]
+    values = make_inputs(names, inputs, config, shape, templates=templates, left_padding=True)
     try:
         with torch.no_grad():
             output = model(**values, use_cache=True, return_dict=True)
     except Exception as err:
         raise SpecError(f"PyTorch prefill of '{config.model_type}' failed: {err}") from err
-    cache = next((output[k] for k in _CACHE_OUTPUTS if output.get(k) is not None), None)
+    cache = _cache_of(output)
     if cache is None:
         hint = ""
         if getattr(config, "is_decoder", None) is False:
@@ -263,7 +270,7 @@ def _probe_cache(
             f"{2 * length + 1}."
         )
     decoder = DecoderCache(num_layers=len(layers), argument=argument, max_total_length=max_total)
-    templates: dict[str, Template] = {}
+    past: dict[str, Template] = {}
     for name, tensor in zip(
         decoder.past_names(), [t for x in layers for t in (x.keys, x.values)], strict=True
     ):
@@ -272,8 +279,8 @@ def _probe_cache(
                 f"'{config.model_type}' keeps its cache as {tuple(tensor.shape)}, not (batch, "
                 "heads, sequence, head size); text-generation export does not support it yet."
             )
-        templates[name] = (BATCH, int(tensor.shape[1]), PAST, int(tensor.shape[3]))
-    return decoder, templates
+        past[name] = (BATCH, int(tensor.shape[1]), PAST, int(tensor.shape[3]))
+    return decoder, past
 
 
 def derive_spec(
@@ -300,11 +307,8 @@ def derive_spec(
         hidden = getattr(config, "d_model", None) or config.hidden_size
         templates["encoder_hidden_states"] = (BATCH, ENCODER, int(hidden))
     if task.with_past:
-        draft = ExportSpec(
-            model_type=config.model_type, task=task.name, inputs=inputs, outputs={},
-            ignored_inputs=ignored, input_templates=dict(templates),
-        )  # fmt: skip
-        decoder, past_templates = _probe_cache(model, draft, _cache_argument(model))
+        argument = _cache_argument(model)
+        decoder, past_templates = _probe_cache(model, inputs, ignored, templates, argument)
         templates.update(past_templates)
         inputs.update({name: {0: BATCH, 2: PAST} for name in decoder.past_names()})
     draft = ExportSpec(

@@ -215,9 +215,13 @@ def save_tiny_checkpoint(
 
     base = tiny_config(model_type)
     names = tokenizer_input_names(base, None)
-    if get_task(task).with_past:
+    task_obj = get_task(task)
+    if task_obj.with_past:
         # Decoders' generate() refuses inputs their forward does not take.
-        accepted = inspect.signature(tiny_model(base, task).forward).parameters
+        import transformers
+
+        model_class = getattr(transformers, task_obj.model_classes()[model_type])
+        accepted = inspect.signature(model_class.forward).parameters
         names = [n for n in names if n != "token_type_ids" or n in accepted]
     tokenizer = tiny_tokenizer(names)
     config = tiny_config(model_type, tokenizer=tokenizer, **overrides)

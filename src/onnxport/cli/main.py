@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from onnxport._version import __version__
 from onnxport.errors import EXIT_FAILED, EXIT_OK, EXIT_USER_ERROR, OnnxportError
@@ -148,6 +149,15 @@ def _legacy_argv(argv: list[str]) -> list[str]:
     return argv
 
 
+def _print_result(result: Any) -> None:
+    """Each graph's validation block, then the closing line."""
+    for report in result.reports:
+        print(report.format(), flush=True)
+    if not result.reports:
+        print("Validation skipped (--no-validate).")
+    print(f"The ONNX export succeeded and the exported model was saved at: {result.output_dir}")
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from onnxport.exporter import export
 
@@ -166,12 +176,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         trust_remote_code=args.trust_remote_code,
         revision=args.revision,
     )
-    if result.reports:
-        for report in result.reports:
-            print(report.format(), flush=True)
-    else:
-        print("Validation skipped (--no-validate).")
-    print(f"The ONNX export succeeded and the exported model was saved at: {result.output_dir}")
+    _print_result(result)
     logger.info(
         "Task %s, captured with the %s exporter, %.1f s in all.",
         result.task,
@@ -220,9 +225,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     checkpoint = demo.default_model_path()
     print(f"Exporting the built-in default model (all-MiniLM-L6-v2) from {checkpoint}")
     result = export(checkpoint, args.output, force=True)
-    for report in result.reports:
-        print(report.format(), flush=True)
-    print(f"The ONNX export succeeded and the exported model was saved at: {result.output_dir}")
+    _print_result(result)
     print()
     onnx_ranking = demo.rank(demo.onnx_embedder(result.output_dir))
     torch_ranking = demo.rank(demo.torch_embedder(checkpoint))

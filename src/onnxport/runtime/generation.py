@@ -74,6 +74,16 @@ class ORTGenerativeModel(ORTModel, GenerationMixin):
     def set_experts_implementation(self, implementation: Any) -> None:
         """Nothing to switch in a graph."""
 
+    @staticmethod
+    def _step_cache(cache: Any, past_key_values: Any, use_cache: bool | None = True) -> Any:
+        """The cache to continue from, or None when caching is off.
+
+        Transformers passes it as `cache` (5.24) or `past_key_values` (before).
+        """
+        if use_cache is False:
+            return None
+        return cache if cache is not None else past_key_values
+
     def _past_feed(self, cache: Any, batch: int) -> dict[str, np.ndarray]:
         if cache is None or cache.get_seq_length() == 0:
             return {
@@ -138,7 +148,7 @@ class ORTModelForCausalLM(ORTGenerativeModel):
         """One decoding step: logits for `input_ids` given the cache so far."""
         if input_ids is None:
             raise ORTModelError(f"Missing input 'input_ids'; this model takes {self._expected()}.")
-        cache = cache if cache is not None else past_key_values
+        cache = self._step_cache(cache, past_key_values)
         use_torch = isinstance(input_ids, torch.Tensor)
         ids = _as_numpy(input_ids).astype(np.int64)
         batch, length = ids.shape
@@ -180,9 +190,7 @@ class ORTModelForCausalLM(ORTGenerativeModel):
         **kwargs: Any,
     ) -> dict[str, Any]:
         """Feed only the tokens the cache has not seen; positions follow the mask."""
-        cache = cache if cache is not None else past_key_values
-        if not use_cache:
-            cache = None
+        cache = self._step_cache(cache, past_key_values, use_cache)
         past_length = cache.get_seq_length() if cache is not None else 0
         step_ids = input_ids[:, past_length:]
         position_ids = None
@@ -285,7 +293,7 @@ class ORTModelForSeq2SeqLM(ORTGenerativeModel):
         if decoder_input_ids is None:
             raise ORTModelError("Missing decoder_input_ids for the decoding step.")
         hidden = encoder_outputs[0]
-        cache = cache if cache is not None else past_key_values
+        cache = self._step_cache(cache, past_key_values)
         self_cache = getattr(cache, "self_attention_cache", cache)
         ids = _as_numpy(decoder_input_ids).astype(np.int64)
         states = _as_numpy(hidden).astype(np.float32)
@@ -320,9 +328,7 @@ class ORTModelForSeq2SeqLM(ORTGenerativeModel):
         **kwargs: Any,
     ) -> dict[str, Any]:
         """Feed only the decoder tokens the cache has not seen."""
-        cache = cache if cache is not None else past_key_values
-        if not use_cache:
-            cache = None
+        cache = self._step_cache(cache, past_key_values, use_cache)
         past_length = cache.get_seq_length() if cache is not None else 0
         return {
             "decoder_input_ids": decoder_input_ids[:, past_length:],
