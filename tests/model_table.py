@@ -134,4 +134,8 @@ SEQ2SEQ_CASES: dict[str, ModelCase] = {
         ModelCase("t5", {"initializer_factor": 2.0}),
     )
 }
-ALL_CASES = {**CASES, **EXTRA_CASES, **DECODER_CASES, **SEQ2SEQ_CASES}
+# Speech recognition: the tiny Whisper of `onnxport.testing.tiny_whisper_config` (1 s of audio).
+SPEECH_CASES: dict[str, ModelCase] = {
+    case.model_type: case for case in (ModelCase("whisper", {"init_std": 0.5}),)
+}
+ALL_CASES = {**CASES, **EXTRA_CASES, **DECODER_CASES, **SEQ2SEQ_CASES, **SPEECH_CASES}

@@ -10,6 +10,7 @@ import onnxport
 from model_table import SEQ2SEQ_CASES
 from onnxport.cli.main import main
 from onnxport.support import TESTED_SEQ2SEQ
+from onnxport.text2text_pipeline import pipeline_class
 
 SOURCES = ["the quick brown fox jumps over", "paris"]
 
@@ -73,3 +74,38 @@ def test_decoder_validation_covers_empty_and_non_empty_past(
     assert any("past" in label for label in labels)
     assert any(label.startswith("batch 1") for label in labels)
     assert any(label.startswith("batch 3") for label in labels)
+
+
+@pytest.mark.parametrize("task", ["text2text-generation", "summarization", "translation_en_to_fr"])
+def test_text2text_pipelines_match_pytorch(task: str, checkpoint, exported) -> None:
+    ckpt = checkpoint("t5", "text2text-generation")
+    folder = exported("t5", "text2text-generation")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    pt_model = AutoModelForSeq2SeqLM.from_pretrained(ckpt).eval()
+    reference = pipeline_class(task)(model=pt_model, tokenizer=tokenizer, task=task)
+    ours = onnxport.pipeline(task, model=folder)
+    options = {"max_new_tokens": 12}
+    expected = reference(SOURCES, **options)
+    assert ours(SOURCES, **options) == expected
+    key = {"text2text-generation": "generated_text", "summarization": "summary_text"}
+    assert set(expected[0]) == {key.get(task, "translation_text")}
+    # The text is the decoded greedy output of generate(), one sequence per source.
+    ids = pt_model.generate(**tokenizer(SOURCES[:1], return_tensors="pt"), **options)
+    assert expected[0] == {
+        key.get(task, "translation_text"): tokenizer.decode(ids[0], skip_special_tokens=True)
+    }
+
+
+def test_text2text_pipeline_applies_the_task_prefix(checkpoint) -> None:
+    ckpt = checkpoint("t5", "text2text-generation")
+    tokenizer = AutoTokenizer.from_pretrained(ckpt)
+    model = AutoModelForSeq2SeqLM.from_pretrained(ckpt).eval()
+    model.config.task_specific_params = {"translation_en_to_fr": {"prefix": "paris the "}}
+    translate = pipeline_class("translation_en_to_fr")(
+        model=model, tokenizer=tokenizer, task="translation_en_to_fr"
+    )
+    result = translate("quick fox", max_new_tokens=6)
+    ids = model.generate(
+        **tokenizer(["paris the quick fox"], return_tensors="pt"), max_new_tokens=6
+    )
+    assert result == [{"translation_text": tokenizer.decode(ids[0], skip_special_tokens=True)}]

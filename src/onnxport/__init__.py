@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         ORTModelForQuestionAnswering,
         ORTModelForSeq2SeqLM,
         ORTModelForSequenceClassification,
+        ORTModelForSpeechSeq2Seq,
         ORTModelForTokenClassification,
     )
     from onnxport.spec import ExportSpec, get_onnx_config
@@ -55,6 +56,7 @@ _LAZY = {
     "ORTModelForQuestionAnswering": "onnxport.runtime",
     "ORTModelForSeq2SeqLM": "onnxport.runtime",
     "ORTModelForSequenceClassification": "onnxport.runtime",
+    "ORTModelForSpeechSeq2Seq": "onnxport.runtime",
     "ORTModelForTokenClassification": "onnxport.runtime",
 }
 

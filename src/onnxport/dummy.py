@@ -187,7 +187,7 @@ def _make_one(
         return torch.randint(low, vocab, dims, generator=generator, dtype=torch.long)
     if name == "encoder_attention_mask":  # encoders' batches are padded at the end
         return _make_one("attention_mask", dims, config, shape, generator, False)
-    if name == "encoder_hidden_states":
+    if name in ("encoder_hidden_states", "input_features"):
         return torch.randn(dims, generator=generator)
     if name == "attention_mask":
         mask = torch.ones(dims, dtype=torch.long)

@@ -224,7 +224,13 @@ def export(
                     report=report,
                 )
             reports.append(report)
-        save_side_files(staging, config=config, tokenizer=tokenizer, source=source)
+        save_side_files(
+            staging,
+            config=config,
+            tokenizer=tokenizer,
+            source=source,
+            generation_config=torch_model.generation_config if task_obj.with_past else None,
+        )
         files = sorted(p.name for p in staging.iterdir())
     seconds = time.perf_counter() - start
     if use_external:
@@ -251,17 +257,16 @@ def _graphs(
     if not task.encoder_decoder:
         names = default_input_names(model, config, tokenizer, with_past=task.with_past)
         return [(ONNX_FILE, model, task, names)]
-    from onnxport.seq2seq import (
-        DECODER_FILE,
-        DECODER_INPUTS,
-        ENCODER_FILE,
-        DecoderPart,
-        EncoderPart,
-    )
+    from onnxport.seq2seq import ENCODER_FILE, graph_parts
 
-    encoder = EncoderPart(model)
-    encoder_task = replace(task, with_past=False)
-    return [
-        (ENCODER_FILE, encoder, encoder_task, default_input_names(encoder, config, tokenizer)),
-        (DECODER_FILE, DecoderPart(model), task, list(DECODER_INPUTS)),
-    ]
+    graphs = []
+    for file_name, module, declared in graph_parts(
+        model, task.name == "automatic-speech-recognition"
+    ):
+        # The encoder runs once per input: no cache.
+        part_task = replace(task, with_past=False) if file_name == ENCODER_FILE else task
+        inputs = (
+            declared if declared is not None else default_input_names(module, config, tokenizer)
+        )
+        graphs.append((file_name, module, part_task, inputs))
+    return graphs

@@ -2,7 +2,8 @@
 
 The pipeline logic (pre- and post-processing) is transformers' own; only the model is
 replaced by an ORT model, so results follow PyTorch's pipeline exactly. Question answering,
-which transformers 5 dropped, uses onnxport's `QuestionAnsweringPipeline`.
+text-to-text generation, summarization and translation, which transformers 5 dropped, use
+onnxport's own pipelines (`qa_pipeline`, `text2text_pipeline`).
 """
 
 from __future__ import annotations
@@ -20,13 +21,17 @@ from onnxport.tasks import get_task
 
 # Tasks with a pipeline; multiple-choice has none in transformers either.
 PIPELINE_TASKS = (
+    "automatic-speech-recognition",
     "feature-extraction",
     "fill-mask",
     "question-answering",
     "text-classification",
     "text-generation",
+    "text2text-generation",
     "token-classification",
 )
+# Pipeline names that pick onnxport's text-to-text pipelines (translation_xx_to_yy too).
+_TEXT2TEXT_NAMES = ("text2text-generation", "summarization", "translation")
 
 
 class _DropUnsupportedModelMessage(logging.Filter):
@@ -75,7 +80,8 @@ def pipeline(
     import transformers
     from transformers import AutoTokenizer
 
-    task_obj = get_task(task)
+    translation_pair = task.startswith("translation_")
+    task_obj = get_task("translation" if translation_pair else task)
     if task_obj.name not in PIPELINE_TASKS:
         raise TaskError(
             f"There is no pipeline for '{task_obj.name}'; call the ORT model directly. "
@@ -107,8 +113,28 @@ def pipeline(
         from onnxport.qa_pipeline import QuestionAnsweringPipeline
 
         return QuestionAnsweringPipeline(model=ort_model, tokenizer=tokenizer_obj, **kwargs)
+    if task_obj.name == "text2text-generation":
+        from onnxport.text2text_pipeline import pipeline_class
+
+        name = task if translation_pair or task in _TEXT2TEXT_NAMES else task_obj.name
+        return pipeline_class(name)(model=ort_model, tokenizer=tokenizer_obj, task=name, **kwargs)
+    if task_obj.name == "automatic-speech-recognition" and "feature_extractor" not in kwargs:
+        kwargs["feature_extractor"] = _feature_extractor(ort_model.model_dir)
     pipeline_task = task if task in transformers.pipelines.SUPPORTED_TASKS else task_obj.name
     # transformers' overloads type only literal task names; ours is chosen at run time.
     build: Any = transformers.pipeline
     with _quiet_model_check():
         return build(pipeline_task, model=ort_model, tokenizer=tokenizer_obj, **kwargs)
+
+
+def _feature_extractor(folder: Path) -> Any:
+    """The folder's feature extractor (log-mel settings) for a speech pipeline."""
+    from transformers import AutoFeatureExtractor
+
+    try:
+        return AutoFeatureExtractor.from_pretrained(folder)
+    except (OSError, ValueError) as err:
+        raise ORTModelError(
+            f"No feature extractor (preprocessor_config.json) in '{folder}'; pass "
+            "feature_extractor=... explicitly."
+        ) from err

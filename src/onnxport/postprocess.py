@@ -130,20 +130,28 @@ def add_metadata(path: Path, metadata: dict[str, str]) -> None:
     onnx.save(model, str(path))
 
 
+# Read by pipelines and generate() beside the graph: generation settings (when the model
+# gave none), a speech model's feature extractor, a processor's settings.
+_COPIED_FILES = ("generation_config.json", "preprocessor_config.json", "processor_config.json")
+
+
 def save_side_files(
     folder: Path,
     *,
     config: Any,
     tokenizer: Any | None,
     source: Path | None,
+    generation_config: Any | None = None,
 ) -> list[Path]:
-    """Write config, tokenizer and generation files so the folder is self-contained."""
+    """Write config, tokenizer, generation and preprocessor files: a self-contained folder."""
     before = set(folder.iterdir())
     config.save_pretrained(folder)
     if tokenizer is not None:
         tokenizer.save_pretrained(folder)
+    if generation_config is not None:
+        generation_config.save_pretrained(folder)
     if source is not None:
-        generation = source / "generation_config.json"
-        if generation.is_file():
-            shutil.copy2(generation, folder / generation.name)
+        for name in _COPIED_FILES:
+            if (source / name).is_file() and not (folder / name).exists():
+                shutil.copy2(source / name, folder / name)
     return sorted(set(folder.iterdir()) - before)

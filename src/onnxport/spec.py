@@ -302,7 +302,11 @@ def derive_spec(
     accepted = set(forward_parameters(model))
     ignored = tuple(name for name in input_names if name not in accepted)
     decoder = None
-    templates: dict[str, Template] = {}
+    # Parts with fixed-size inputs (a speech encoder's frames) declare their templates.
+    templates: dict[str, Template] = dict(getattr(model, "input_templates", {}))
+    for name, template in templates.items():
+        if name in inputs:
+            inputs[name] = {i: axis for i, axis in enumerate(template) if isinstance(axis, str)}
     if "encoder_hidden_states" in inputs:
         hidden = getattr(config, "d_model", None) or config.hidden_size
         templates["encoder_hidden_states"] = (BATCH, ENCODER, int(hidden))

@@ -26,6 +26,8 @@ TESTED_DECODERS: tuple[str, ...] = (
 )  # fmt: skip
 # Encoder-decoder models: encoder + decoder graphs, validation, and generate() parity.
 TESTED_SEQ2SEQ: tuple[str, ...] = ("bart", "m2m_100", "marian", "mbart", "mt5", "pegasus", "t5")
+# Speech encoder-decoder models: log-mel features in, tokens out, Whisper's generate() parity.
+TESTED_SPEECH: tuple[str, ...] = ("whisper",)
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ def tested_tasks(model_type: str) -> tuple[str, ...]:
         tested.append("text-generation")
     if model_type in TESTED_SEQ2SEQ:
         tested.append("text2text-generation")
+    if model_type in TESTED_SPEECH:
+        tested.append("automatic-speech-recognition")
     return tuple(sorted(tested))
 
 
@@ -93,7 +97,8 @@ def markdown_tables() -> str:
     lines += [
         "",
         "Architectures exported, validated and run against PyTorch by `make test` "
-        "(text-generation also checks greedy generate() parity with PyTorch):",
+        "(the generative tasks also check generate() parity with PyTorch: greedy and beam "
+        "search give the same tokens):",
         "",
         "| architecture | tested tasks |",
         "|---|---|",

@@ -105,6 +105,20 @@ TASKS: tuple[Task, ...] = (
         encoder_decoder=True,
     ),
     Task(
+        "automatic-speech-recognition",
+        "AutoModelForSpeechSeq2Seq",
+        "MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES",
+        (
+            "asr",
+            "speech2seq-lm",
+            "automatic-speech-recognition-with-past",
+            "speech2seq-lm-with-past",
+        ),
+        "speech encoder (log-mel features) + text decoder with a cache; generate()",
+        with_past=True,
+        encoder_decoder=True,
+    ),
+    Task(
         "fill-mask",
         "AutoModelForMaskedLM",
         "MODEL_FOR_MASKED_LM_MAPPING_NAMES",

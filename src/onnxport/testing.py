@@ -201,6 +201,96 @@ def tiny_model(config: Any, task: str = "feature-extraction", *, seed: int = 0) 
     return task_obj.auto_model_class().from_config(config).eval()
 
 
+WHISPER_SPECIALS = (
+    "<|endoftext|>",
+    "<|startoftranscript|>",
+    "<|en|>",
+    "<|fr|>",
+    "<|translate|>",
+    "<|transcribe|>",
+    "<|startoflm|>",
+    "<|startofprev|>",
+    "<|nospeech|>",
+    "<|notimestamps|>",
+)
+
+
+def tiny_whisper_tokenizer() -> Any:
+    """A byte-level Whisper tokenizer: the 256 byte symbols, no merges, Whisper's specials.
+
+    Whisper's ASR post-processing (`_decode_asr`) exists on this class only, so the speech
+    pipeline needs a real `WhisperTokenizer`; this one decodes any id the model emits.
+    """
+    from tokenizers import pre_tokenizers
+    from transformers import WhisperTokenizer
+
+    vocab = {char: index for index, char in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    for token in WHISPER_SPECIALS:
+        vocab[token] = len(vocab)
+    return WhisperTokenizer(
+        vocab=vocab, merges=[], additional_special_tokens=list(WHISPER_SPECIALS[1:])
+    )
+
+
+def tiny_whisper_parts(config: Any) -> tuple[Any, Any, Any]:
+    """Tokenizer, feature extractor and generation config matching a tiny Whisper `config`.
+
+    The feature extractor makes exactly the frames the encoder takes (its window is
+    `max_source_positions * 2` frames of 10 ms); the generation config carries the language,
+    task and no-timestamps tokens that Whisper's generate reads, as real checkpoints do.
+    """
+    from transformers import GenerationConfig, WhisperFeatureExtractor
+
+    tokenizer = tiny_whisper_tokenizer()
+    hop_length = 160
+    frames = 2 * int(config.max_source_positions)
+    features = WhisperFeatureExtractor(
+        feature_size=int(config.num_mel_bins),
+        sampling_rate=16000,
+        hop_length=hop_length,
+        chunk_length=frames * hop_length // 16000,
+        n_fft=400,
+    )
+    ids = dict(
+        zip(WHISPER_SPECIALS, tokenizer.convert_tokens_to_ids(list(WHISPER_SPECIALS)), strict=True)
+    )
+    generation = GenerationConfig(
+        decoder_start_token_id=ids["<|startoftranscript|>"],
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|endoftext|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        no_timestamps_token_id=ids["<|notimestamps|>"],
+        prev_sot_token_id=ids["<|startofprev|>"],
+        lang_to_id={"<|en|>": ids["<|en|>"], "<|fr|>": ids["<|fr|>"]},
+        task_to_id={"transcribe": ids["<|transcribe|>"], "translate": ids["<|translate|>"]},
+        is_multilingual=True,
+        suppress_tokens=[],
+        begin_suppress_tokens=[ids["<|endoftext|>"]],
+        max_length=int(config.max_target_positions),
+    )
+    return tokenizer, features, generation
+
+
+def tiny_whisper_config(**overrides: Any) -> Any:
+    """A tiny Whisper config: 1 second of audio (100 frames of 16 mel bins), the tiny vocab."""
+    tokenizer = tiny_whisper_tokenizer()
+    start = tokenizer.convert_tokens_to_ids("<|startoftranscript|>")
+    end = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    settings: dict[str, Any] = {
+        "max_source_positions": 50,
+        "max_target_positions": 64,
+        "num_mel_bins": 16,
+        "decoder_start_token_id": start,
+        "bos_token_id": end,
+        "eos_token_id": end,
+        "pad_token_id": end,
+        "suppress_tokens": [],
+        "begin_suppress_tokens": [end],
+        **overrides,
+    }
+    return tiny_config("whisper", tokenizer=tokenizer, **settings)
+
+
 def save_tiny_checkpoint(
     model_type: str,
     task: str,
@@ -213,6 +303,8 @@ def save_tiny_checkpoint(
     from onnxport.spec import tokenizer_input_names
     from onnxport.tasks import get_task
 
+    if model_type == "whisper":
+        return _save_tiny_whisper(Path(folder), seed=seed, **overrides)
     base = tiny_config(model_type)
     names = tokenizer_input_names(base, None)
     task_obj = get_task(task)
@@ -229,4 +321,15 @@ def save_tiny_checkpoint(
     folder = Path(folder)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _save_tiny_whisper(folder: Path, *, seed: int, **overrides: Any) -> Path:
+    config = tiny_whisper_config(**overrides)
+    tokenizer, features, generation = tiny_whisper_parts(config)
+    model = tiny_model(config, "automatic-speech-recognition", seed=seed)
+    model.generation_config = generation
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    features.save_pretrained(folder)
     return folder

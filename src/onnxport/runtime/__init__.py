@@ -1,7 +1,11 @@
 """Run exported models with ONNX Runtime behind the transformers model API."""
 
 from onnxport.runtime.base import ORTModel
-from onnxport.runtime.generation import ORTModelForCausalLM, ORTModelForSeq2SeqLM
+from onnxport.runtime.generation import (
+    ORTModelForCausalLM,
+    ORTModelForSeq2SeqLM,
+    ORTModelForSpeechSeq2Seq,
+)
 from onnxport.runtime.modeling import (
     ORT_MODEL_CLASSES,
     ORTModelForFeatureExtraction,
@@ -22,5 +26,6 @@ __all__ = [
     "ORTModelForQuestionAnswering",
     "ORTModelForSeq2SeqLM",
     "ORTModelForSequenceClassification",
+    "ORTModelForSpeechSeq2Seq",
     "ORTModelForTokenClassification",
 ]

@@ -8,6 +8,7 @@ sampling and beam search (which reorders the cache) are transformers' code, unch
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 from transformers import DynamicCache, EncoderDecoderCache, GenerationConfig
 from transformers.generation import GenerationMixin
 from transformers.modeling_outputs import BaseModelOutput, CausalLMOutputWithPast, Seq2SeqLMOutput
+from transformers.models.whisper.generation_whisper import WhisperGenerationMixin
 
 from onnxport.errors import ORTModelError
 from onnxport.runtime.base import ORTModel, _as_numpy
@@ -210,44 +212,53 @@ class ORTModelForCausalLM(ORTGenerativeModel):
 
 
 class _ORTEncoder:
-    """The encoder graph, which GenerationMixin calls through `get_encoder()`."""
+    """The encoder graph, which GenerationMixin calls through `get_encoder()`.
 
-    main_input_name = "input_ids"
+    It takes token ids (and a mask) or, for speech models, log-mel `input_features`.
+    """
 
     def __init__(self, session: ort.InferenceSession) -> None:
         self.session = session
         self.input_names = [i.name for i in session.get_inputs()]
+        self.main_input_name = self.input_names[0]
 
     def __call__(self, *args: Any, **kwargs: Any) -> BaseModelOutput:
         return self.forward(*args, **kwargs)
 
     def forward(
-        self, input_ids: Any = None, attention_mask: Any = None, **kwargs: Any
+        self,
+        input_ids: Any = None,
+        attention_mask: Any = None,
+        input_features: Any = None,
+        **kwargs: Any,
     ) -> BaseModelOutput:
-        """Encode the source tokens; other keyword arguments (return_dict, ...) are ignored."""
-        ids = _as_numpy(input_ids).astype(np.int64)
-        feed = {"input_ids": ids}
-        if "attention_mask" in self.input_names:
-            mask = np.ones_like(ids) if attention_mask is None else _as_numpy(attention_mask)
-            feed["attention_mask"] = mask.astype(np.int64)
-        hidden = self.session.run(["last_hidden_state"], feed)[0]
+        """Encode the source; other keyword arguments (return_dict, ...) are ignored."""
+        feed: dict[str, np.ndarray] = {}
+        if self.main_input_name == "input_features":
+            if input_features is None:
+                raise ORTModelError("Missing input_features (log-mel features) for the encoder.")
+            feed["input_features"] = _as_numpy(input_features).astype(np.float32)
+        else:
+            if input_ids is None:
+                raise ORTModelError("Missing input_ids for the encoder.")
+            ids = _as_numpy(input_ids).astype(np.int64)
+            feed["input_ids"] = ids
+            if "attention_mask" in self.input_names:
+                mask = np.ones_like(ids) if attention_mask is None else _as_numpy(attention_mask)
+                feed["attention_mask"] = mask.astype(np.int64)
+        try:
+            hidden = self.session.run(["last_hidden_state"], feed)[0]
+        except Exception as err:
+            raise ORTModelError(
+                f"ONNX Runtime failed on the encoder: {str(err).splitlines()[0]}"
+            ) from err
         return BaseModelOutput(last_hidden_state=torch.from_numpy(hidden))
 
 
-class ORTModelForSeq2SeqLM(ORTGenerativeModel):
-    """Encoder-decoder model (T5, BART, Marian, ...); `generate()` as in transformers.
+class _ORTEncoderDecoder(ORTGenerativeModel):
+    """`encoder_model.onnx` runs once per input, `decoder_model.onnx` once per step."""
 
-    `encoder_model.onnx` runs once per input, `decoder_model.onnx` once per step.
-
-    Example:
-        >>> model = ORTModelForSeq2SeqLM.from_pretrained("out/")  # doctest: +SKIP
-        >>> model.generate(**tokenizer(["translate: hi"], return_tensors="pt"))  # doctest: +SKIP
-
-    """
-
-    task = "text2text-generation"
     output_class = Seq2SeqLMOutput
-    main_input_name = "input_ids"
     default_file = DECODER_FILE
     # GenerationMixin looks the encoder up as `self.<base_model_prefix>.encoder` or
     # `self.encoder`; ours is the latter, so the prefix names nothing.
@@ -271,6 +282,11 @@ class ORTModelForSeq2SeqLM(ORTGenerativeModel):
         self.encoder = _ORTEncoder(
             ort.InferenceSession(str(encoder_path), providers=session.get_providers())
         )
+        if self.encoder.main_input_name != self.main_input_name:
+            raise ORTModelError(
+                f"The encoder in '{model_dir}' takes {self.encoder.main_input_name}, not "
+                f"{self.main_input_name}: it was exported for another task."
+            )
 
     def get_encoder(self) -> _ORTEncoder:
         """The encoder, as GenerationMixin expects."""
@@ -285,11 +301,14 @@ class ORTModelForSeq2SeqLM(ORTGenerativeModel):
         cache: Any = None,
         past_key_values: Any = None,
         use_cache: bool | None = None,
+        input_features: Any = None,
         **kwargs: Any,
     ) -> Any:
         """One decoding step (running the encoder first when no encoder_outputs are given)."""
         if encoder_outputs is None:
-            encoder_outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+            encoder_outputs = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, input_features=input_features
+            )
         if decoder_input_ids is None:
             raise ORTModelError("Missing decoder_input_ids for the decoding step.")
         hidden = encoder_outputs[0]
@@ -297,15 +316,13 @@ class ORTModelForSeq2SeqLM(ORTGenerativeModel):
         self_cache = getattr(cache, "self_attention_cache", cache)
         ids = _as_numpy(decoder_input_ids).astype(np.int64)
         states = _as_numpy(hidden).astype(np.float32)
-        if attention_mask is None:
-            mask = np.ones(states.shape[:2], dtype=np.int64)
-        else:
-            mask = _as_numpy(attention_mask).astype(np.int64)
-        feed: dict[str, np.ndarray] = {
-            "input_ids": ids,
-            "encoder_attention_mask": mask,
-            "encoder_hidden_states": states,
-        }
+        feed: dict[str, np.ndarray] = {"input_ids": ids, "encoder_hidden_states": states}
+        if "encoder_attention_mask" in self.input_names:
+            if attention_mask is None:
+                mask = np.ones(states.shape[:2], dtype=np.int64)
+            else:
+                mask = _as_numpy(attention_mask).astype(np.int64)
+            feed["encoder_attention_mask"] = mask
         feed.update(self._past_feed(self_cache, ids.shape[0]))
         outputs = self._run_step(feed)
         new_cache = None
@@ -337,3 +354,76 @@ class ORTModelForSeq2SeqLM(ORTGenerativeModel):
             "cache": cache,
             "use_cache": use_cache,
         }
+
+
+class ORTModelForSeq2SeqLM(_ORTEncoderDecoder):
+    """Encoder-decoder model (T5, BART, Marian, ...); `generate()` as in transformers.
+
+    `encoder_model.onnx` runs once per input, `decoder_model.onnx` once per step.
+
+    Example:
+        >>> model = ORTModelForSeq2SeqLM.from_pretrained("out/")  # doctest: +SKIP
+        >>> model.generate(**tokenizer(["translate: hi"], return_tensors="pt"))  # doctest: +SKIP
+
+    """
+
+    task = "text2text-generation"
+    main_input_name = "input_ids"
+
+
+class _EncoderLayout:
+    """What WhisperGenerationMixin reads off `model.encoder`: the two convolutions' strides.
+
+    They set how many log-mel frames make one 30-second window; the graph has no modules to
+    read them from, so they come from the encoder input's fixed frame count.
+    """
+
+    def __init__(self, frames: int, positions: int) -> None:
+        self.conv1 = SimpleNamespace(stride=(1,))
+        self.conv2 = SimpleNamespace(stride=(frames // positions,))
+
+
+class ORTModelForSpeechSeq2Seq(WhisperGenerationMixin, _ORTEncoderDecoder):
+    """Speech recognition with a Whisper export; `generate()` is transformers' Whisper generate.
+
+    Language and task tokens, timestamps as tokens, long-form audio (sequential 30-second
+    windows) and temperature fallback all come from `WhisperGenerationMixin`. Word-level
+    timestamps (`return_token_timestamps`) need cross-attention weights the graph does not
+    return, and are refused.
+
+    Example:
+        >>> model = ORTModelForSpeechSeq2Seq.from_pretrained("out/")  # doctest: +SKIP
+        >>> model.generate(input_features=processor(audio, return_tensors="pt").input_features)
+
+    """
+
+    task = "automatic-speech-recognition"
+    main_input_name = "input_features"
+
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        config: Any,
+        *,
+        model_dir: Path,
+        file_name: str = DECODER_FILE,
+        _keep_alive: Any = None,
+    ) -> None:
+        super().__init__(
+            session, config, model_dir=model_dir, file_name=file_name, _keep_alive=_keep_alive
+        )
+        frames = self.encoder.session.get_inputs()[0].shape[-1]
+        if not isinstance(frames, int):
+            raise ORTModelError(f"The encoder in '{model_dir}' has no fixed number of frames.")
+        self.model = SimpleNamespace(
+            encoder=_EncoderLayout(frames, int(config.max_source_positions)), config=config
+        )
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """Whisper's generate; see `WhisperGenerationMixin.generate` for the arguments."""
+        if kwargs.get("return_token_timestamps"):
+            raise ORTModelError(
+                "return_token_timestamps (word-level timestamps) needs cross-attention weights, "
+                "which the exported decoder does not return; use return_timestamps=True instead."
+            )
+        return super().generate(*args, **kwargs)

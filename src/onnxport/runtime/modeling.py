@@ -15,7 +15,11 @@ from transformers.modeling_outputs import (
 )
 
 from onnxport.runtime.base import ORTModel
-from onnxport.runtime.generation import ORTModelForCausalLM, ORTModelForSeq2SeqLM
+from onnxport.runtime.generation import (
+    ORTModelForCausalLM,
+    ORTModelForSeq2SeqLM,
+    ORTModelForSpeechSeq2Seq,
+)
 
 
 class ORTModelForFeatureExtraction(ORTModel):
@@ -76,5 +80,6 @@ ORT_MODEL_CLASSES: dict[str, type[ORTModel]] = {
         ORTModelForMultipleChoice,
         ORTModelForCausalLM,
         ORTModelForSeq2SeqLM,
+        ORTModelForSpeechSeq2Seq,
     )
 }
