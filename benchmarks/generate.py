@@ -4,7 +4,8 @@ Builds a random Llama-style model (no download), exports it with onnxport, then 
 generation of 64 new tokens at batch 1 and batch 4 (left-padded prompts of different lengths).
 PyTorch and ONNX Runtime alternate run by run, so both see the same machine speed states; the
 script prints the median new-tokens-per-second of each and the median of the per-pair ratios,
-and checks that both produce identical tokens.
+and checks that both produce identical tokens. The export's -O2 variant (`onnxport optimize`:
+rotary, RMSNorm and attention fusions) is timed in the same rotation.
 
     python benchmarks/generate.py [--repeats 5] [--new-tokens 64] [--threads 2]
 """
@@ -22,6 +23,7 @@ import transformers
 from transformers import LlamaConfig, LlamaForCausalLM
 
 import onnxport
+from onnxport.optimize import optimize
 
 
 def build_model(folder: Path) -> LlamaForCausalLM:
@@ -90,34 +92,47 @@ def main() -> None:
             f"{time.perf_counter() - start:.1f} s ({result.strategy}), "
             f"validation passed: {result.validation is not None and result.validation.passed}"
         )
-        ort_model = onnxport.ORTModelForCausalLM.from_pretrained(exported)
+        optimized = optimize(exported, 2)
+        print(f"-O2 fusions: {optimized.fusions}")
+        candidates = {
+            "ORT": onnxport.ORTModelForCausalLM.from_pretrained(exported),
+            "ORT O2": onnxport.ORTModelForCausalLM.from_pretrained(
+                exported, file_name="model_O2.onnx"
+            ),
+        }
 
         print(
             f"{args.new_tokens} new tokens, greedy, {args.threads} threads, "
             f"{args.repeats} alternating runs after one warm-up each"
         )
         print(
-            f"{'batch':>5}  {'PyTorch tok/s':>13}  {'ORT tok/s':>10}  {'ORT/PyTorch':>11}  "
-            "same tokens"
+            f"{'batch':>5}  {'runtime':<7}  {'PyTorch tok/s':>13}  {'ORT tok/s':>10}  "
+            f"{'ORT/PyTorch':>11}  same tokens"
         )
         for batch in (1, 4):
             inputs = prompts(batch, model.config.vocab_size)
             timed(model, inputs, 4)
-            timed(ort_model, inputs, 4)
-            torch_rates, ort_rates, ratios, same = [], [], [], True
+            for candidate in candidates.values():
+                timed(candidate, inputs, 4)
+            torch_rates: list[float] = []
+            rates: dict[str, list[float]] = {name: [] for name in candidates}
+            ratios: dict[str, list[float]] = {name: [] for name in candidates}
+            same = dict.fromkeys(candidates, True)
+            produced = batch * args.new_tokens
             for _ in range(args.repeats):
                 torch_seconds, torch_tokens = timed(model, inputs, args.new_tokens)
-                ort_seconds, ort_tokens = timed(ort_model, inputs, args.new_tokens)
-                produced = batch * args.new_tokens
                 torch_rates.append(produced / torch_seconds)
-                ort_rates.append(produced / ort_seconds)
-                ratios.append(torch_seconds / ort_seconds)
-                same = same and torch.equal(torch_tokens, ort_tokens)
-            print(
-                f"{batch:>5}  {statistics.median(torch_rates):>13.1f}  "
-                f"{statistics.median(ort_rates):>10.1f}  {statistics.median(ratios):>10.2f}x  "
-                f"{'yes' if same else 'NO'}"
-            )
+                for name, candidate in candidates.items():
+                    seconds, tokens = timed(candidate, inputs, args.new_tokens)
+                    rates[name].append(produced / seconds)
+                    ratios[name].append(torch_seconds / seconds)
+                    same[name] = same[name] and torch.equal(torch_tokens, tokens)
+            for name in candidates:
+                print(
+                    f"{batch:>5}  {name:<7}  {statistics.median(torch_rates):>13.1f}  "
+                    f"{statistics.median(rates[name]):>10.1f}  "
+                    f"{statistics.median(ratios[name]):>10.2f}x  {'yes' if same[name] else 'NO'}"
+                )
 
 
 if __name__ == "__main__":

@@ -101,3 +101,33 @@ class ValidationError(OnnxportError, AssertionError):
 
 class ORTModelError(OnnxportError, ValueError):
     """An exported folder cannot be loaded or called with ONNX Runtime (step: run)."""
+
+
+class VariantError(OnnxportError, ValueError):
+    """An optimize/quantize/benchmark input is wrong: no export in the folder, bad option."""
+
+
+class OptimizationError(OnnxportError, RuntimeError):
+    """Graph optimization failed or changed the outputs beyond the guard (step: optimize)."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, *, report: object | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class QuantizationError(OnnxportError, RuntimeError):
+    """Quantization failed or could not meet the accuracy target (step: quantize)."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, *, report: object | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class BenchmarkError(OnnxportError, RuntimeError):
+    """A benchmark run failed (step: benchmark)."""
+
+    exit_code = EXIT_FAILED

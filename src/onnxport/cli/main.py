@@ -91,7 +91,95 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
         help="store weights in model.onnx_data (automatic above 2 GB)",
     )
     parser.add_argument("--revision", help="Hub revision (branch, tag or commit)")
+    parser.add_argument(
+        "--optimize",
+        choices=("O1", "O2", "O3", "O4"),
+        help="also write model_<level>.onnx (see `onnxport optimize`)",
+    )
+    parser.add_argument(
+        "--quantize",
+        choices=QUANTIZE_MODES,
+        help="also write a quantized variant (see `onnxport quantize`)",
+    )
     parser.add_argument("output", type=Path, metavar="OUTPUT_DIR", help="folder to write")
+
+
+QUANTIZE_MODES = ("int8-dynamic", "int8-static", "int4-weight-only", "fp16")
+
+
+def _add_guard_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--min-cosine",
+        type=_positive_float,
+        default=None,
+        help="fail (writing nothing) when the worst input's cosine to the fp32 export is lower",
+    )
+    parser.add_argument(
+        "--eval-file",
+        type=Path,
+        help="texts to check accuracy on, one per line (default: built in)",
+    )
+    parser.add_argument("--force", action="store_true", help="replace a non-empty OUTPUT_DIR")
+
+
+def _add_variant_commands(commands: Any) -> None:
+    optimize = commands.add_parser(
+        "optimize",
+        help="fuse and optimize an exported model (O1-O4)",
+        description="Write <graph>_O<level>.onnx beside the export (or into OUTPUT_DIR) and "
+        "compare it with the fp32 export. O1: basic; O2: + Attention, SkipLayerNorm, BiasGelu, "
+        "rotary, GQA fusions; O3: + FastGelu; O4: + fp16 (--device cuda).",
+    )
+    optimize.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
+    optimize.add_argument("output", type=Path, nargs="?", metavar="OUTPUT_DIR")
+    optimize.add_argument("-O", dest="level", type=int, choices=(1, 2, 3, 4), default=2)
+    optimize.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    _add_guard_arguments(optimize)
+
+    quantize = commands.add_parser(
+        "quantize",
+        help="quantize an exported model (int8, int4, fp16) with an accuracy guard",
+        description="Write <graph>_<mode>.onnx beside the export (or into OUTPUT_DIR). The "
+        "result is compared with the fp32 export; below --min-cosine the most sensitive "
+        "MatMuls are kept in fp32 until the target is met, or the command fails.",
+    )
+    quantize.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
+    quantize.add_argument("output", type=Path, nargs="?", metavar="OUTPUT_DIR")
+    quantize.add_argument("--mode", choices=QUANTIZE_MODES, default="int8-dynamic")
+    quantize.add_argument(
+        "--calibration-file", type=Path, help="texts to calibrate on, one per line"
+    )
+    quantize.add_argument(
+        "--calibration-dataset",
+        help="a `datasets` dataset to calibrate on: Hub id[:config] or a local csv/json/parquet",
+    )
+    quantize.add_argument("--calibration-column", default="text")
+    quantize.add_argument("--calibration-split", default="train")
+    quantize.add_argument("--calibration-size", type=int, default=64)
+    quantize.add_argument(
+        "--fp16-io", action="store_true", help="fp16 mode: fp16 inputs and outputs too"
+    )
+    quantize.add_argument(
+        "--no-smoothing", action="store_true", help="int8: do not migrate activation outliers"
+    )
+    _add_guard_arguments(quantize)
+
+    bench = commands.add_parser(
+        "benchmark",
+        help="time PyTorch and each ONNX variant of an export",
+        description="PyTorch eager vs each ONNX variant in MODEL_DIR: blocks with warm-up, "
+        "median latency, speed-up and output drift; prints a table, writes JSON and a PNG.",
+    )
+    bench.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
+    bench.add_argument("--shapes", default="1x128,8x128", help="BATCHxSEQUENCE list")
+    bench.add_argument("--variants", help="comma-separated ONNX files (default: all in MODEL_DIR)")
+    bench.add_argument(
+        "--pytorch", help="PyTorch checkpoint to compare (default: the export's source)"
+    )
+    bench.add_argument("--threads", type=int, default=0, help="intra-op threads (default: all)")
+    bench.add_argument("--blocks", type=int, default=7)
+    bench.add_argument("--repeats", type=int, default=3, help="runs per block")
+    bench.add_argument("--output", type=Path, help="folder for benchmark.json and benchmark.png")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="also list model types the generic path tries but CI does not test",
     )
     archs.add_argument("--markdown", action="store_true", help="print the README tables")
+
+    _add_variant_commands(commands)
 
     demo = commands.add_parser("demo", help="export the built-in MiniLM-L6 and rank sentences")
     demo.add_argument(
@@ -183,6 +273,89 @@ def _cmd_export(args: argparse.Namespace) -> int:
         result.strategy,
         result.seconds,
     )
+    if args.optimize:
+        from onnxport.optimize import optimize
+
+        _print_optimization(optimize(args.output, int(args.optimize[1]), device=args.device))
+    if args.quantize:
+        from onnxport.quantize import quantize
+
+        _print_quantization(quantize(args.output, args.quantize))
+    return EXIT_OK
+
+
+def _print_optimization(result: Any) -> None:
+    fusions = ", ".join(f"{k} {v}" for k, v in result.fusions.items()) or "none"
+    print(f"Fusions: {fusions}")
+    if result.accuracy is not None:
+        print(result.accuracy.format())
+    names = ", ".join(p.name for p in result.files)
+    print(f"O{result.level} written: {names} in {result.output_dir} ({result.seconds:.1f} s)")
+
+
+def _print_quantization(result: Any) -> None:
+    if result.accuracy is not None:
+        print(result.accuracy.format())
+    if result.excluded:
+        print(f"Kept in fp32 to meet the accuracy target: {', '.join(result.excluded)}")
+    names = ", ".join(p.name for p in result.files)
+    print(f"{result.mode} written: {names} in {result.output_dir} ({result.seconds:.1f} s)")
+
+
+def _cmd_optimize(args: argparse.Namespace) -> int:
+    from onnxport.optimize import optimize
+
+    result = optimize(
+        args.model_dir,
+        args.level,
+        args.output,
+        device=args.device,
+        eval_file=args.eval_file,
+        min_cosine=args.min_cosine,
+        force=args.force,
+    )
+    _print_optimization(result)
+    return EXIT_OK
+
+
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    from onnxport.quantize import quantize
+
+    result = quantize(
+        args.model_dir,
+        args.mode,
+        args.output,
+        min_cosine=args.min_cosine,
+        eval_file=args.eval_file,
+        calibration_file=args.calibration_file,
+        calibration_dataset=args.calibration_dataset,
+        calibration_column=args.calibration_column,
+        calibration_split=args.calibration_split,
+        calibration_size=args.calibration_size,
+        fp16_io=args.fp16_io,
+        smoothing=not args.no_smoothing,
+        force=args.force,
+    )
+    _print_quantization(result)
+    return EXIT_OK
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from onnxport.benchmark import benchmark, parse_shapes
+
+    result = benchmark(
+        args.model_dir,
+        shapes=parse_shapes(args.shapes),
+        variants=args.variants.split(",") if args.variants else None,
+        pytorch=args.pytorch,
+        threads=args.threads,
+        blocks=args.blocks,
+        repeats=args.repeats,
+        output_dir=args.output,
+    )
+    print(result.table())
+    for path in result.files:
+        print(f"Wrote {path}")
     return EXIT_OK
 
 
@@ -233,11 +406,26 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK if onnx_ranking.sentences == torch_ranking.sentences else EXIT_FAILED
 
 
-COMMANDS = {"tasks": _cmd_tasks, "architectures": _cmd_architectures, "demo": _cmd_demo}
+COMMANDS = {
+    "tasks": _cmd_tasks,
+    "architectures": _cmd_architectures,
+    "demo": _cmd_demo,
+    "optimize": _cmd_optimize,
+    "quantize": _cmd_quantize,
+    "benchmark": _cmd_benchmark,
+}
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at the time (it may be swapped after setup)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
 
 
 def _configure_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.handlers[:] = [handler]
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)

@@ -276,9 +276,14 @@ class _ORTEncoderDecoder(ORTGenerativeModel):
         super().__init__(
             session, config, model_dir=model_dir, file_name=file_name, _keep_alive=_keep_alive
         )
-        encoder_path = Path(model_dir) / ENCODER_FILE
+        # A variant's encoder is named like its decoder: decoder_model_O2.onnx pairs with
+        # encoder_model_O2.onnx.
+        encoder_name = file_name.replace("decoder_model", "encoder_model", 1)
+        if encoder_name == file_name:
+            encoder_name = ENCODER_FILE
+        encoder_path = Path(model_dir) / encoder_name
         if not encoder_path.is_file():
-            raise ORTModelError(f"No {ENCODER_FILE} beside {file_name} in '{model_dir}'.")
+            raise ORTModelError(f"No {encoder_name} beside {file_name} in '{model_dir}'.")
         self.encoder = _ORTEncoder(
             ort.InferenceSession(str(encoder_path), providers=session.get_providers())
         )

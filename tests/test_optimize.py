@@ -1,0 +1,256 @@
+"""optimize / quantize / benchmark on tiny models: files written, drift bounded, ORT loads them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+import onnxport
+from onnxport.cli.main import main
+from onnxport.errors import QuantizationError, VariantError
+from onnxport.optimize import optimize
+from onnxport.quantize import quantize
+
+PROMPTS = ["the quick brown fox", "paris is"]
+
+
+@pytest.fixture
+def bert_dir(tmp_path: Path, exported) -> Path:
+    """A private copy of the tiny BERT export, so variants written into it stay per test."""
+    folder = tmp_path / "bert"
+    shutil.copytree(exported("bert", "feature-extraction"), folder)
+    return folder
+
+
+def _ops(path: Path) -> set[str]:
+    return {node.op_type for node in onnx.load(str(path)).graph.node}
+
+
+def _embeddings(model, tokenizer) -> torch.Tensor:
+    inputs = tokenizer(["where is the station", "hi"], return_tensors="pt", padding=True)
+    return model(**inputs).last_hidden_state * inputs["attention_mask"][..., None]
+
+
+def test_optimize_levels_fuse_and_match_pytorch(bert_dir: Path, checkpoint) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(bert_dir)
+    expected = _embeddings(
+        AutoModel.from_pretrained(checkpoint("bert", "feature-extraction")), tokenizer
+    )
+    o2 = optimize(bert_dir, 2)
+    assert o2.files == (bert_dir / "model_O2.onnx",)
+    # Per layer: one attention, one GELU, two skip + layer norms (after attention and FFN).
+    expected_counts = {"attention": 2, "bias_gelu": 2, "skip_layer_normalization": 4}
+    assert {k: o2.fusions.get(k) for k in expected_counts} == expected_counts
+    assert {"Attention", "SkipLayerNormalization", "BiasGelu"} <= _ops(bert_dir / "model_O2.onnx")
+    assert o2.accuracy is not None
+    assert o2.accuracy.max_abs_diff < 1e-4
+    model = onnxport.ORTModelForFeatureExtraction.from_pretrained(
+        bert_dir, file_name="model_O2.onnx"
+    )
+    torch.testing.assert_close(_embeddings(model, tokenizer), expected, atol=1e-4, rtol=1e-4)
+
+    o3 = optimize(bert_dir, 3)
+    assert "FastGelu" in _ops(bert_dir / "model_O3.onnx")
+    assert o3.accuracy is not None
+    assert o3.accuracy.min_cosine >= 0.99
+    o1 = optimize(bert_dir, 1, bert_dir.parent / "o1")
+    assert (bert_dir.parent / "o1" / "model.onnx").is_file()  # the copy keeps the export
+    assert o1.accuracy is not None
+    assert o1.accuracy.max_abs_diff < 1e-5
+
+
+def test_o4_needs_cuda_and_writes_nothing(
+    bert_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = sorted(p.name for p in bert_dir.iterdir())
+    assert main(["optimize", str(bert_dir), "-O", "4"]) == 2
+    assert "pays off on CUDA only" in capsys.readouterr().err
+    assert sorted(p.name for p in bert_dir.iterdir()) == before
+
+
+def test_optimized_decoder_generates_the_same_tokens(tmp_path: Path, exported, checkpoint) -> None:
+    folder = tmp_path / "llama"
+    shutil.copytree(exported("llama", "text-generation"), folder)
+    result = optimize(folder, 2)
+    assert result.fusions.get("rotary_embedding", 0) > 0
+    assert result.accuracy is not None
+    assert result.accuracy.token_agreement == 1.0
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.padding_side = "left"
+    inputs = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    pt_model = AutoModelForCausalLM.from_pretrained(checkpoint("llama", "text-generation"))
+    ort_model = onnxport.ORTModelForCausalLM.from_pretrained(folder, file_name="model_O2.onnx")
+    greedy = {"max_new_tokens": 12, "do_sample": False}
+    assert torch.equal(
+        ort_model.generate(**inputs, **greedy), pt_model.generate(**inputs, **greedy)
+    )
+
+
+def test_optimized_seq2seq_pairs_encoder_and_decoder(tmp_path: Path, exported, checkpoint) -> None:
+    folder = tmp_path / "t5"
+    shutil.copytree(exported("t5", "text2text-generation"), folder)
+    result = optimize(folder, 2)
+    assert {p.name for p in result.files} == {"encoder_model_O2.onnx", "decoder_model_O2.onnx"}
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    inputs = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    pt_model = AutoModelForSeq2SeqLM.from_pretrained(checkpoint("t5", "text2text-generation"))
+    ort_model = onnxport.ORTModelForSeq2SeqLM.from_pretrained(
+        folder, file_name="decoder_model_O2.onnx"
+    )
+    assert ort_model.encoder.session._model_path.endswith("encoder_model_O2.onnx")
+    greedy = {"max_new_tokens": 10, "do_sample": False}
+    assert torch.equal(
+        ort_model.generate(**inputs, **greedy), pt_model.generate(**inputs, **greedy)
+    )
+
+
+def test_int8_dynamic_is_guarded_and_loads(bert_dir: Path) -> None:
+    result = quantize(bert_dir, "int8-dynamic")
+    path = bert_dir / "model_int8.onnx"
+    assert result.files == (path,)
+    ops = _ops(path)
+    assert "MatMulInteger" in ops
+    assert "MultiHeadAttention" in ops  # Q, K, V stay separate MatMuls, so they are quantized
+    assert result.quantized_nodes == 12  # 6 MatMuls per layer, 2 layers
+    assert result.accuracy is not None
+    assert result.accuracy.min_cosine >= 0.99
+    model = onnxport.ORTModelForFeatureExtraction.from_pretrained(bert_dir, file_name=path.name)
+    reference = onnxport.ORTModelForFeatureExtraction.from_pretrained(bert_dir)
+    tokenizer = AutoTokenizer.from_pretrained(bert_dir)
+    a, b = _embeddings(reference, tokenizer), _embeddings(model, tokenizer)
+    cosine = torch.nn.functional.cosine_similarity(a.flatten(1), b.flatten(1))
+    assert cosine.min() > 0.99
+
+
+def test_guard_keeps_sensitive_matmuls_in_fp32_or_fails_cleanly(bert_dir: Path) -> None:
+    # A target the all-int8 model misses: the guard must exclude nodes until it is met.
+    loose = quantize(bert_dir, "int8-dynamic", min_cosine=0.5, smoothing=False)
+    assert loose.accuracy is not None
+    assert not loose.excluded
+    target = 1 - (1 - loose.accuracy.min_cosine) / 4
+    strict = quantize(bert_dir, "int8-dynamic", min_cosine=target, smoothing=False)
+    assert strict.excluded
+    assert strict.accuracy is not None
+    assert strict.accuracy.min_cosine >= target
+    assert strict.quantized_nodes == 12 - len(strict.excluded)
+    # An impossible one fails with one message and leaves no file behind.
+    (bert_dir / "model_int8.onnx").unlink()
+    with pytest.raises(QuantizationError, match=r"cannot reach cosine 1\.0"):
+        quantize(bert_dir, "int4-weight-only", min_cosine=1.0)
+    assert not (bert_dir / "model_int4.onnx").exists()
+    assert not list(bert_dir.glob(".variants.*"))
+
+
+def test_int8_static_calibrates_from_a_file_and_a_dataset(bert_dir: Path, tmp_path: Path) -> None:
+    texts = tmp_path / "calib.txt"
+    texts.write_text("good tools make hard work easy\nwhere is the station\ncats sleep\n")
+    result = quantize(bert_dir, "int8-static", calibration_file=texts, min_cosine=0.98)
+    assert "QuantizeLinear" in _ops(bert_dir / "model_int8_static.onnx")
+    assert result.accuracy is not None
+    table = tmp_path / "calib.csv"
+    table.write_text("sentence\nthe quick brown fox\nparis is the capital\n")
+    from_dataset = quantize(
+        bert_dir,
+        "int8-static",
+        calibration_dataset=str(table),
+        calibration_column="sentence",
+        min_cosine=0.98,
+        force=True,
+    )
+    assert from_dataset.accuracy is not None
+    with pytest.raises(VariantError, match="no column 'text'"):
+        quantize(bert_dir, "int8-static", calibration_dataset=str(table))
+
+
+def test_int4_and_fp16(tmp_path: Path, exported) -> None:
+    folder = tmp_path / "llama"
+    shutil.copytree(exported("llama", "text-generation"), folder)
+    result = quantize(folder, "int4-weight-only", min_cosine=0.5)
+    assert "MatMulNBits" in _ops(folder / "model_int4.onnx")
+    assert result.accuracy is not None
+    assert result.accuracy.token_agreement is not None
+    model = onnxport.ORTModelForCausalLM.from_pretrained(folder, file_name="model_int4.onnx")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert (
+        model.generate(**tokenizer(PROMPTS[:1], return_tensors="pt"), max_new_tokens=4).shape[1] > 4
+    )
+
+    half = quantize(folder, "fp16", min_cosine=0.99)
+    graph = onnx.load(str(folder / "model_fp16.onnx"))
+    assert graph.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT64
+    logits = next(o for o in graph.graph.output if o.name == "logits")
+    assert logits.type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # fp32 I/O kept
+    assert half.accuracy is not None
+
+
+def test_export_with_optimize_and_quantize_in_one_go(
+    tmp_path: Path, checkpoint, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    ckpt = str(checkpoint("bert", "feature-extraction"))
+    code = main(
+        [
+            "export",
+            "onnx",
+            "--model",
+            ckpt,
+            "--optimize",
+            "O2",
+            "--quantize",
+            "int8-dynamic",
+            str(out),
+        ]
+    )
+    assert code == 0
+    assert {"model.onnx", "model_O2.onnx", "model_int8.onnx"} <= {p.name for p in out.iterdir()}
+    stdout = capsys.readouterr().out
+    assert "Fusions:" in stdout
+    assert "cosine min" in stdout
+
+
+def test_benchmark_writes_table_json_and_png(bert_dir: Path, tmp_path: Path, capsys) -> None:
+    optimize(bert_dir, 2)
+    report = tmp_path / "report"
+    code = main(["benchmark", str(bert_dir), "--shapes", "1x16,2x16", "--blocks", "2",
+                 "--repeats", "1", "--threads", "1", "--output", str(report)])  # fmt: skip
+    assert code == 0
+    stdout = capsys.readouterr().out
+    assert "pytorch" in stdout
+    assert "model_O2.onnx" in stdout
+    data = json.loads((report / "benchmark.json").read_text())
+    rows = {(m["variant"], m["batch_size"]) for m in data["measurements"]}
+    assert rows == {(v, b) for v in ("pytorch", "model.onnx", "model_O2.onnx") for b in (1, 2)}
+    drifts = [m["max_abs_diff"] for m in data["measurements"] if m["variant"] != "pytorch"]
+    assert max(drifts) < 1e-4  # fp32 variants against PyTorch
+    assert all(m["median_ms"] > 0 for m in data["measurements"])
+    assert (report / "benchmark.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["optimize", "{empty}"], "No exported model in"),
+        (["quantize", "{bert}", "--min-cosine", "2"], "--min-cosine must be in (0, 1]"),
+        (["benchmark", "{bert}", "--shapes", "8by128"], "BATCHxSEQUENCE"),
+        (["benchmark", "{bert}", "--variants", "nope.onnx"], "No variant nope.onnx"),
+        (["quantize", "{bert}", "--eval-file", "{missing}"], "does not exist"),
+    ],
+)
+def test_user_mistakes_get_one_line(
+    argv: list[str], message: str, bert_dir: Path, tmp_path: Path, capsys
+) -> None:
+    (tmp_path / "empty").mkdir()
+    values = {"empty": tmp_path / "empty", "bert": bert_dir, "missing": tmp_path / "missing.txt"}
+    assert main([a.format(**values) for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err
+    assert len(err.splitlines()) == 1
+    assert "Traceback" not in err
+    assert np.all([not p.name.startswith(".variants") for p in bert_dir.iterdir()])
