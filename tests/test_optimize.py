@@ -254,3 +254,14 @@ def test_user_mistakes_get_one_line(
     assert len(err.splitlines()) == 1
     assert "Traceback" not in err
     assert np.all([not p.name.startswith(".variants") for p in bert_dir.iterdir()])
+
+
+def test_guard_works_without_a_tokenizer(tmp_path: Path, exported) -> None:
+    folder = tmp_path / "gpt2"
+    shutil.copytree(exported("gpt2", "text-generation"), folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (folder / name).unlink(missing_ok=True)
+    result = optimize(folder, 2)
+    assert result.fusions.get("skip_layer_normalization", 0) > 0
+    assert result.accuracy is not None
+    assert result.accuracy.token_agreement == 1.0
