@@ -158,6 +158,7 @@ def fuse(
     ir.passes.Sequential(
         common_passes.LiftConstantsToInitializersPass(lift_all_constants=False, size_limit=1),
         common_passes.RemoveInitializersFromInputsPass(),
+        common_passes.RemoveUnusedNodesPass(),
         common_passes.ShapeInferencePass(),
     )(graph)
     fused = ir.to_proto(graph)

@@ -45,6 +45,8 @@ class ORTModel:
     output_class: ClassVar[type] = dict
     main_input_name: ClassVar[str] = "input_ids"
     default_file: ClassVar[str] = ONNX_FILE
+    # Session settings applied when the caller passes no session_options.
+    session_config: ClassVar[dict[str, str]] = {}
 
     def __init__(
         self,
@@ -149,6 +151,10 @@ class ORTModel:
             raise ORTModelError(f"No ONNX file '{name}' in '{folder}'.")
         config = hub.load_config(folder, trust_remote_code=trust_remote_code)
         chosen = list(providers) if providers else [provider]
+        if session_options is None and cls.session_config:
+            session_options = ort.SessionOptions()
+            for key, value in cls.session_config.items():
+                session_options.add_session_config_entry(key, value)
         try:
             session = ort.InferenceSession(
                 str(path), sess_options=session_options, providers=chosen
