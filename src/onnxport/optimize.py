@@ -163,6 +163,10 @@ def fuse(
     )(graph)
     fused = ir.to_proto(graph)
     drop_unused_outputs(fused)
+    used = {name for node in fused.graph.node for name in node.input}
+    unused = [init for init in fused.graph.initializer if init.name not in used]
+    for init in unused:  # left by rewrites; ONNX Runtime would warn about each on load
+        fused.graph.initializer.remove(init)
     return fused, {k: v for k, v in counts.items() if v}
 
 
@@ -204,6 +208,7 @@ def _load_problem(model: onnx.ModelProto) -> str | None:
     model = bare
 
     options = ort.SessionOptions()
+    options.log_severity_level = 3  # an intermediate graph: its warnings are not the user's
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
         with tempfile.TemporaryDirectory(prefix="onnxport-check-") as tmp:
@@ -233,6 +238,7 @@ def basic_optimizations(model: onnx.ModelProto) -> onnx.ModelProto:
         source, target = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
         save_graph(model, source)
         options = ort.SessionOptions()
+        options.log_severity_level = 3
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         options.optimized_model_filepath = str(target)
         if model.ByteSize() > 1_800_000_000:

@@ -516,7 +516,9 @@ def quantize(
                 remaining = [n for n in ranking if n not in excluded]
                 if not remaining:
                     break
-                excluded += remaining[: max(1, len(ranking) // 12)]
+                # One at a time where each was measured end to end; else in twelfths.
+                step = 1 if len(ranking) <= END_TO_END_RANKING_LIMIT else len(ranking) // 12
+                excluded += remaining[: max(1, step)]
             _check(report, threshold, mode, excluded)
     return QuantizationResult(
         output_dir=target,
