@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test test-slow lint typecheck docs lock clean
+.PHONY: demo test test-slow coverage lint typecheck docs lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ test: lint typecheck
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m slow
+
+# The whole coverage matrix (every model type x every supported task; long: hours).
+coverage: $(STAMP)
+	mkdir -p docs
+	$(BIN)/onnxport coverage --jobs $(PYTEST_WORKERS) --json docs/coverage.json --markdown docs/coverage.md
 
 docs: $(STAMP)
 	$(BIN)/python scripts/gen_docs.py

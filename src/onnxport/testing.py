@@ -188,6 +188,9 @@ def tiny_model(config: Any, task: str = "feature-extraction", *, seed: int = 0) 
     if getattr(config, "hidden_size", 32) > 64 or getattr(config, "dim", 32) > 64:
         config = tiny_config(config)
     config = copy.deepcopy(config)
+    causal = task_obj.with_past and not task_obj.encoder_decoder
+    if causal and getattr(config, "is_decoder", None) is False:
+        config.is_decoder = True  # an encoder architecture's causal-LM head, as saved for it
     if task_obj.name in ("text-classification", "token-classification"):
         config.num_labels = 3
         config.id2label = {0: "LABEL_A", 1: "LABEL_B", 2: "LABEL_C"}

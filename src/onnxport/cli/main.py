@@ -217,6 +217,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_variant_commands(commands)
 
+    coverage = commands.add_parser(
+        "coverage",
+        help="export and validate tiny models for every (model_type, task) pair",
+        description="Run the coverage matrix: each pair in its own process, PASS / FAIL "
+        "(category, reason) / SKIP (cannot be built offline).",
+    )
+    coverage.add_argument("--model-types", help="comma-separated model types (default: all)")
+    coverage.add_argument("--tasks", help="comma-separated tasks (default: all)")
+    coverage.add_argument("--jobs", type=int, default=1, help="pairs run at once (default 1)")
+    coverage.add_argument("--timeout", type=float, default=600, help="seconds per pair")
+    coverage.add_argument("--json", type=Path, help="write the matrix as JSON")
+    coverage.add_argument("--markdown", type=Path, help="write the matrix as Markdown")
+
     demo = commands.add_parser("demo", help="export the built-in MiniLM-L6 and rank sentences")
     demo.add_argument(
         "output",
@@ -340,6 +353,32 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_coverage(args: argparse.Namespace) -> int:
+    from onnxport import coverage
+
+    pairs = coverage.enumerate_pairs(
+        args.model_types.split(",") if args.model_types else None,
+        args.tasks.split(",") if args.tasks else None,
+    )
+    print(f"{len(pairs)} pairs, {args.jobs} at a time")
+
+    def show(result: coverage.PairResult) -> None:
+        detail = f" {result.category}: {result.reason}" if result.status != coverage.PASS else ""
+        print(f"{result.status} {result.model_type} {result.task} ({result.seconds} s){detail}")
+
+    results = coverage.run_matrix(pairs, jobs=args.jobs, timeout=args.timeout, progress=show)
+    totals = coverage.summary(results)
+    print(
+        f"PASS {totals['pass']}, FAIL {totals['fail']}, SKIP {totals['skip']}; "
+        f"{totals['model_types_passing']} model types with a PASS"
+    )
+    if args.json:
+        args.json.write_text(coverage.to_json(results), encoding="utf-8")
+    if args.markdown:
+        args.markdown.write_text(coverage.to_markdown(results), encoding="utf-8")
+    return EXIT_OK
+
+
 def _cmd_benchmark(args: argparse.Namespace) -> int:
     from onnxport.benchmark import benchmark, parse_shapes
 
@@ -413,6 +452,7 @@ COMMANDS = {
     "optimize": _cmd_optimize,
     "quantize": _cmd_quantize,
     "benchmark": _cmd_benchmark,
+    "coverage": _cmd_coverage,
 }
 
 
