@@ -25,8 +25,12 @@ logger = logging.getLogger("onnxport")
 EXAMPLES = """examples:
   onnxport export onnx --model ./my-bert-folder out/
   onnxport export onnx --model distilbert-base-uncased --task question-answering out/
+  onnxport optimize out/ -O2
+  onnxport quantize out/ --mode int8-dynamic --min-cosine 0.995
+  onnxport benchmark out/ --shapes 1x128,8x128 --output report/
   onnxport tasks
   onnxport architectures
+  onnxport coverage --model-types bert,gpt2 --jobs 2
   onnxport demo
 """
 
