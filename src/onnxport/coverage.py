@@ -103,18 +103,36 @@ def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [""])[0][:300]
 
 
-def _run_isolated(model_type: str, task: str, timeout: float) -> PairResult:
+def _run_isolated(model_type: str, task: str, timeout: float, memory_gb: float = 0) -> PairResult:
     start = time.perf_counter()
     command = [sys.executable, "-m", "onnxport.coverage", model_type, task]
     env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_OFFLINE": "1"}
+
+    def limit_memory() -> None:  # runs in the worker: a model too big fails alone, not the host
+        import resource
+
+        size = int(memory_gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (size, size))
+
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            preexec_fn=limit_memory if memory_gb else None,
+        )
     except subprocess.TimeoutExpired:
         return PairResult(model_type, task, FAIL, "timeout", f"over {timeout:.0f} s", _since(start))
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
-        reason = (done.stderr.strip().splitlines() or ["no output"])[-1][:300]
-        return PairResult(model_type, task, FAIL, "crash", reason, _since(start))
+        reason = (done.stderr.strip().splitlines() or [""])[-1][:300]
+        if done.returncode < 0:
+            reason = f"killed by signal {-done.returncode} (out of memory?) {reason}".strip()
+        elif "MemoryError" in done.stderr or "alloc" in reason.lower():
+            reason = f"over the {memory_gb:g} GB memory limit: {reason}"
+        return PairResult(model_type, task, FAIL, "crash", reason or "no output", _since(start))
     return PairResult(**json.loads(lines[-1]))
 
 
@@ -123,12 +141,17 @@ def run_matrix(
     *,
     jobs: int = 1,
     timeout: float = 600,
+    memory_gb: float = 8,
     progress: Callable[[PairResult], None] | None = None,
 ) -> list[PairResult]:
-    """Run every pair, `jobs` at a time, each in its own process."""
+    """Run every pair, `jobs` at a time, each in its own process under a memory limit."""
     results: list[PairResult] = []
+
+    def run(pair: tuple[str, str]) -> PairResult:
+        return _run_isolated(pair[0], pair[1], timeout, memory_gb)
+
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for result in pool.map(lambda pair: _run_isolated(pair[0], pair[1], timeout), pairs):
+        for result in pool.map(run, pairs):
             results.append(result)
             if progress is not None:
                 progress(result)

@@ -231,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     coverage.add_argument("--tasks", help="comma-separated tasks (default: all)")
     coverage.add_argument("--jobs", type=int, default=1, help="pairs run at once (default 1)")
     coverage.add_argument("--timeout", type=float, default=600, help="seconds per pair")
+    coverage.add_argument(
+        "--memory-gb", type=float, default=8, help="address-space limit per pair (0: none)"
+    )
     coverage.add_argument("--json", type=Path, help="write the matrix as JSON")
     coverage.add_argument("--markdown", type=Path, help="write the matrix as Markdown")
 
@@ -370,7 +373,9 @@ def _cmd_coverage(args: argparse.Namespace) -> int:
         detail = f" {result.category}: {result.reason}" if result.status != coverage.PASS else ""
         print(f"{result.status} {result.model_type} {result.task} ({result.seconds} s){detail}")
 
-    results = coverage.run_matrix(pairs, jobs=args.jobs, timeout=args.timeout, progress=show)
+    results = coverage.run_matrix(
+        pairs, jobs=args.jobs, timeout=args.timeout, memory_gb=args.memory_gb, progress=show
+    )
     totals = coverage.summary(results)
     print(
         f"PASS {totals['pass']}, FAIL {totals['fail']}, SKIP {totals['skip']}; "
