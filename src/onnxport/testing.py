@@ -122,6 +122,7 @@ def tiny_config(config: Any, *, tokenizer: Any | None = None, **overrides: Any) 
 
         config = AutoConfig.for_model(config)
     config = copy.deepcopy(config)
+    _shrink_sub_configs(config)
     original_hidden = getattr(config, "hidden_size", None)
     for key, value in TINY_SIZES.items():
         if hasattr(config, key):
@@ -176,6 +177,26 @@ def tiny_config(config: Any, *, tokenizer: Any | None = None, **overrides: Any) 
     for key, value in overrides.items():
         setattr(config, key, value)
     return config
+
+
+def _shrink_sub_configs(config: Any) -> None:
+    """Shrink nested configs (a multimodal model's text_config, vision_config, ...) in place.
+
+    Left at their defaults they build full-size sub-models: gigabytes for one tiny test.
+    """
+    from transformers import PretrainedConfig
+
+    for key in list(vars(config)):
+        value = getattr(config, key, None)
+        if isinstance(value, PretrainedConfig) and value is not config:
+            _shrink_sub_configs(value)
+            for size, tiny in TINY_SIZES.items():
+                if hasattr(value, size):
+                    with contextlib.suppress(NotImplementedError, AttributeError):
+                        setattr(value, size, tiny)
+            if hasattr(value, "head_dim") and getattr(value, "num_attention_heads", None):
+                with contextlib.suppress(AttributeError, TypeError):
+                    value.head_dim = value.hidden_size // value.num_attention_heads
 
 
 def tiny_model(config: Any, task: str = "feature-extraction", *, seed: int = 0) -> Any:
