@@ -90,7 +90,8 @@ def read_texts(path: str | Path | None) -> list[str]:
     return texts
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two arrays, flattened (1.0 for two equal zero arrays)."""
     a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
     norm = float(np.linalg.norm(a) * np.linalg.norm(b))
     return float(a @ b / norm) if norm > 0 else float(np.array_equal(a, b))
@@ -182,7 +183,7 @@ def compare_encoder(
         if task == "feature-extraction" and a.ndim == 3:
             mask = feeds["attention_mask"][..., None]
             a, b = (a * mask).sum(1), (b * mask).sum(1)
-        cosines.append(_cosine(a, b))
+        cosines.append(cosine(a, b))
     return AccuracyReport(
         reference, candidate, name, len(texts), worst, min(cosines), float(np.mean(cosines))
     )
@@ -206,7 +207,7 @@ def compare_generative(
             a = _next_logits(ref, inputs)
             b = _next_logits(new, inputs)
         worst = max(worst, float(np.abs(a - b).max()))
-        cosines.append(_cosine(a, b))
+        cosines.append(cosine(a, b))
         options = {"max_new_tokens": 12, "do_sample": False}
         tokens_a = ref.generate(**inputs, **options)[0].tolist()
         tokens_b = new.generate(**inputs, **options)[0].tolist()

@@ -30,7 +30,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from onnxport.errors import QuantizationError, VariantError
-from onnxport.guard import AccuracyReport, encoder_feeds, load_tokenizer, read_texts
+from onnxport.guard import AccuracyReport, cosine, encoder_feeds, load_tokenizer, read_texts
 from onnxport.optimize import _guard, basic_optimizations, copy_metadata, fuse, to_fp16
 from onnxport.variants import base_graphs, publish, save_graph, variant_file
 
@@ -309,14 +309,9 @@ def rank_end_to_end(model: onnx.ModelProto, feeds: list[dict[str, Any]], mode: s
     losses = []
     for node in _matmuls(model):
         candidate = outputs(_QUANTIZERS[mode](model, [], include=[node.name], feeds=feeds))
-        worst = max(1 - _cosine(a, b) for a, b in zip(reference, candidate, strict=True))
+        worst = max(1 - cosine(a, b) for a, b in zip(reference, candidate, strict=True))
         losses.append((worst, node.name))
     return [name for _, name in sorted(losses, reverse=True)]
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
 
 
 # --- the modes -----------------------------------------------------------------------------
@@ -510,9 +505,10 @@ def quantize(
                 if ranking is None:
                     logger.info("Below cosine %s: ranking MatMuls by sensitivity...", threshold)
                     model = fused["model.onnx"]
-                    ranking = rank_sensitivity(model, activations, mode)
-                    if len(ranking) <= END_TO_END_RANKING_LIMIT:
+                    if len(_matmuls(model)) <= END_TO_END_RANKING_LIMIT:
                         ranking = rank_end_to_end(model, feeds, mode)
+                    else:
+                        ranking = rank_sensitivity(model, activations, mode)
                 remaining = [n for n in ranking if n not in excluded]
                 if not remaining:
                     break

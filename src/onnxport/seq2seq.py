@@ -69,6 +69,27 @@ class EncoderPart(torch.nn.Module):
         return BaseModelOutput(last_hidden_state=output.last_hidden_state)
 
 
+def decoder_step(
+    model: Any,
+    input_ids: torch.Tensor,
+    encoder_hidden_states: torch.Tensor,
+    cache: Any,
+    encoder_attention_mask: torch.Tensor | None = None,
+) -> dict[str, Any]:
+    """One decoder step: `logits` and the new self-attention `cache` (cross-attention empty)."""
+    self_attention = cache if cache is not None else DynamicCache()
+    mask = {} if encoder_attention_mask is None else {"attention_mask": encoder_attention_mask}
+    output = model(
+        encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden_states),
+        decoder_input_ids=input_ids,
+        cache=EncoderDecoderCache(self_attention, DynamicCache()),
+        use_cache=True,
+        return_dict=True,
+        **mask,
+    )
+    return {"logits": output.logits, "cache": output.cache.self_attention_cache}
+
+
 class DecoderPart(torch.nn.Module):
     """One decoding step given the encoder's states and the self-attention cache so far.
 
@@ -91,16 +112,9 @@ class DecoderPart(torch.nn.Module):
         return_dict: bool = True,
     ) -> dict[str, Any]:
         """Run the decoder with an empty cross-attention cache (recomputed from the states)."""
-        self_attention = cache if cache is not None else DynamicCache()
-        output = self.model(
-            encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden_states),
-            attention_mask=encoder_attention_mask,
-            decoder_input_ids=input_ids,
-            cache=EncoderDecoderCache(self_attention, DynamicCache()),
-            use_cache=True,
-            return_dict=True,
+        return decoder_step(
+            self.model, input_ids, encoder_hidden_states, cache, encoder_attention_mask
         )
-        return {"logits": output.logits, "cache": output.cache.self_attention_cache}
 
 
 class SpeechEncoderPart(torch.nn.Module):
@@ -138,15 +152,7 @@ class SpeechDecoderPart(torch.nn.Module):
         return_dict: bool = True,
     ) -> dict[str, Any]:
         """Run the decoder with an empty cross-attention cache (recomputed from the states)."""
-        self_attention = cache if cache is not None else DynamicCache()
-        output = self.model(
-            encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden_states),
-            decoder_input_ids=input_ids,
-            cache=EncoderDecoderCache(self_attention, DynamicCache()),
-            use_cache=True,
-            return_dict=True,
-        )
-        return {"logits": output.logits, "cache": output.cache.self_attention_cache}
+        return decoder_step(self.model, input_ids, encoder_hidden_states, cache)
 
 
 def graph_parts(model: Any, speech: bool) -> list[tuple[str, torch.nn.Module, list[str] | None]]:

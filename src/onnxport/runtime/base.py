@@ -101,6 +101,14 @@ class ORTModel:
             )
         return self
 
+    @classmethod
+    def default_session_options(cls) -> ort.SessionOptions:
+        """Session options when the caller passes none: ORT's defaults plus `session_config`."""
+        options = ort.SessionOptions()
+        for key, value in cls.session_config.items():
+            options.add_session_config_entry(key, value)
+        return options
+
     # --- loading and saving -----------------------------------------------------------------
     @classmethod
     def from_pretrained(
@@ -151,10 +159,8 @@ class ORTModel:
             raise ORTModelError(f"No ONNX file '{name}' in '{folder}'.")
         config = hub.load_config(folder, trust_remote_code=trust_remote_code)
         chosen = list(providers) if providers else [provider]
-        if session_options is None and cls.session_config:
-            session_options = ort.SessionOptions()
-            for key, value in cls.session_config.items():
-                session_options.add_session_config_entry(key, value)
+        if session_options is None:
+            session_options = cls.default_session_options()
         try:
             session = ort.InferenceSession(
                 str(path), sess_options=session_options, providers=chosen

@@ -7,6 +7,7 @@ sampling and beam search (which reorders the cache) are transformers' code, unch
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, ClassVar
@@ -289,11 +290,12 @@ class _ORTEncoderDecoder(ORTGenerativeModel):
         encoder_path = Path(model_dir) / encoder_name
         if not encoder_path.is_file():
             raise ORTModelError(f"No {encoder_name} beside {file_name} in '{model_dir}'.")
-        options = ort.SessionOptions()
-        for key, value in self.session_config.items():
-            options.add_session_config_entry(key, value)
         self.encoder = _ORTEncoder(
-            ort.InferenceSession(str(encoder_path), options, providers=session.get_providers())
+            ort.InferenceSession(
+                str(encoder_path),
+                self.default_session_options(),
+                providers=session.get_providers(),
+            )
         )
         if self.encoder.main_input_name != self.main_input_name:
             raise ORTModelError(
@@ -413,24 +415,14 @@ class ORTModelForSpeechSeq2Seq(WhisperGenerationMixin, _ORTEncoderDecoder):
     task = "automatic-speech-recognition"
     main_input_name = "input_features"
 
-    def __init__(
-        self,
-        session: ort.InferenceSession,
-        config: Any,
-        *,
-        model_dir: Path,
-        file_name: str = DECODER_FILE,
-        _keep_alive: Any = None,
-    ) -> None:
-        super().__init__(
-            session, config, model_dir=model_dir, file_name=file_name, _keep_alive=_keep_alive
-        )
+    @functools.cached_property
+    def model(self) -> SimpleNamespace:
+        """What WhisperGenerationMixin reads as `self.model`: encoder strides and the config."""
         frames = self.encoder.session.get_inputs()[0].shape[-1]
         if not isinstance(frames, int):
-            raise ORTModelError(f"The encoder in '{model_dir}' has no fixed number of frames.")
-        self.model = SimpleNamespace(
-            encoder=_EncoderLayout(frames, int(config.max_source_positions)), config=config
-        )
+            raise ORTModelError(f"The encoder in '{self.model_dir}' has no fixed number of frames.")
+        positions = int(self.config.max_source_positions)
+        return SimpleNamespace(encoder=_EncoderLayout(frames, positions), config=self.config)
 
     def generate(self, *args: Any, **kwargs: Any) -> Any:
         """Whisper's generate; see `WhisperGenerationMixin.generate` for the arguments."""
