@@ -21,6 +21,14 @@ CHOICES = "num_choices"
 PAST = "past_sequence_length"
 TOTAL = "total_sequence_length"  # past + sequence: the attention mask of a decoder step
 ENCODER = "encoder_sequence_length"  # what a seq2seq decoder attends to
+AUDIO = "audio_length"  # raw audio samples: a fixed multiple of the sequence length
+FRAMES = "num_frames"  # spectrogram frames: likewise
+IMAGE_BATCH = "image_batch_size"  # a dual encoder's images, counted apart from its texts
+HEIGHT = "height"  # images of models that take any size (convolutional backbones)
+WIDTH = "width"
+PIXELS_PER_TOKEN = 8  # height = 8 x sequence length, width 32 more: never square, never equal
+AUDIO_SAMPLES_PER_TOKEN = 320  # wav2vec2-style encoders emit one frame per 320 samples
+FRAMES_PER_TOKEN = 4
 
 Template = tuple[int | str, ...]
 
@@ -54,6 +62,11 @@ class InputShape:
             PAST: self.past_length,
             TOTAL: self.past_length + self.sequence_length,
             ENCODER: self.encoder_length,
+            AUDIO: self.sequence_length * AUDIO_SAMPLES_PER_TOKEN,
+            FRAMES: self.sequence_length * FRAMES_PER_TOKEN,
+            IMAGE_BATCH: self.batch_size + self.num_choices,
+            HEIGHT: self.sequence_length * PIXELS_PER_TOKEN,
+            WIDTH: self.sequence_length * PIXELS_PER_TOKEN + 32,
         }
 
     def label(self) -> str:
@@ -141,6 +154,15 @@ def input_axes(name: str, multiple_choice: bool, *, with_past: bool = False) -> 
     return {0: BATCH, 1: SEQUENCE}
 
 
+def text_vocab_size(config: Any) -> int:
+    """The vocabulary input_ids index: the config's, else its text (or decoder) sub-config's."""
+    for sub in (config, *(getattr(config, k, None) for k in ("text_config", "decoder"))):
+        vocab = int(getattr(sub, "vocab_size", 0) or 0)
+        if vocab:
+            return vocab
+    return 0
+
+
 def make_inputs(
     names: list[str],
     axes: dict[str, dict[int, str]],
@@ -180,15 +202,17 @@ def _make_one(
     left_padding: bool,
 ) -> torch.Tensor:
     if name == "input_ids":
-        vocab = int(getattr(config, "vocab_size", 0) or 0)
+        vocab = text_vocab_size(config)
         if vocab < 2:
             raise SpecError(f"config.vocab_size is {vocab}: cannot make example input_ids.")
         low = min(5, vocab - 1)
         return torch.randint(low, vocab, dims, generator=generator, dtype=torch.long)
     if name == "encoder_attention_mask":  # encoders' batches are padded at the end
         return _make_one("attention_mask", dims, config, shape, generator, False)
-    if name in ("encoder_hidden_states", "input_features"):
+    if name in ("encoder_hidden_states", "input_features", "input_values", "pixel_values"):
         return torch.randn(dims, generator=generator)
+    if name == "pixel_mask":
+        return torch.ones(dims, dtype=torch.long)
     if name == "attention_mask":
         mask = torch.ones(dims, dtype=torch.long)
         if shape.padded and dims[0] > 1:

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from onnxport import hub
+from onnxport import hub, modality
 from onnxport.adapters import ADAPTERS
 from onnxport.capture import DEFAULT_OPSET, capture, check_opset
 from onnxport.dummy import trace_shape, validation_shapes
@@ -26,7 +26,7 @@ from onnxport.postprocess import (
     staged_output,
 )
 from onnxport.spec import ExportSpec, default_input_names, derive_spec, example_inputs
-from onnxport.tasks import TASKS, Task, check_task_for, get_task, infer_task
+from onnxport.tasks import TASKS, Task, check_task_for, get_task, infer_task, resolve_task
 from onnxport.validate import ValidationReport, validate
 
 logger = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def _check_device(device: str) -> list[str]:
 def _task_of_model(model: Any, task: str | None) -> Task:
     model_type = model.config.model_type
     if task:
-        chosen = get_task(task)
+        chosen = resolve_task(get_task(task), model_type)
         check_task_for(chosen, model_type)
         if type(model).__name__ != chosen.model_classes().get(model_type, type(model).__name__):
             raise TaskError(
@@ -102,6 +102,7 @@ def export(
     task: str | None = None,
     *,
     tokenizer: Any | None = None,
+    processor: Any | None = None,
     opset: int = DEFAULT_OPSET,
     atol: float | None = None,
     device: str = "cpu",
@@ -119,7 +120,9 @@ def export(
     inferred from the checkpoint's architecture (the bare model when no head matches).
     Validation runs at two shapes unlike the traced one and raises `ValidationError` on a
     mismatch, leaving `output_dir` untouched. External data is used when the weights exceed
-    what one protobuf holds, or when `external_data=True`.
+    what one protobuf holds, or when `external_data=True`. `tokenizer` and `processor` (an
+    image processor or feature extractor) are saved beside the graph so pipelines can load the
+    folder; exported from a folder, its own are kept.
 
     Example:
         >>> result = export("bert-folder/", "out/", task="question-answering")  # doctest: +SKIP
@@ -145,7 +148,7 @@ def export(
         logger.info("Loading %s...", source_name)
         source = hub.resolve_model_path(model, revision=revision)
         config = hub.load_config(source, trust_remote_code=trust_remote_code)
-        task_obj = get_task(task) if task else infer_task(config)
+        task_obj = resolve_task(get_task(task), config.model_type) if task else infer_task(config)
         check_task_for(task_obj, config.model_type)
         if not task:
             logger.info("Task inferred from the checkpoint: %s.", task_obj.name)
@@ -153,7 +156,11 @@ def export(
             source, task_obj.auto_model_class(), trust_remote_code=trust_remote_code
         )
         if tokenizer is None:
-            tokenizer = hub.load_tokenizer(source, trust_remote_code=trust_remote_code)
+            # Vision and audio models need no tokenizer: no warning when they have none.
+            text = modality.modality(torch_model) == modality.TEXT
+            tokenizer = hub.load_tokenizer(
+                source, trust_remote_code=trust_remote_code, warn_missing=text
+            )
     traced = trace_shape(batch_size, sequence_length, with_past=task_obj.with_past)
     torch_model = torch_model.to(device)
     config = torch_model.config
@@ -228,6 +235,7 @@ def export(
             staging,
             config=config,
             tokenizer=tokenizer,
+            processor=processor,
             source=source,
             generation_config=torch_model.generation_config if task_obj.with_past else None,
         )

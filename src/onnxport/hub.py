@@ -212,11 +212,15 @@ def load_model(folder: Path, auto_class: Any, *, trust_remote_code: bool = False
     return model.eval()
 
 
-def load_tokenizer(folder: Path, *, trust_remote_code: bool = False) -> Any | None:
-    """The folder's tokenizer, or None (with a warning) when it has none."""
+def load_tokenizer(
+    folder: Path, *, trust_remote_code: bool = False, warn_missing: bool = True
+) -> Any | None:
+    """The folder's tokenizer, or None (with a warning, if `warn_missing`) when it has none."""
     from transformers import AutoTokenizer
 
     if not any(any(folder.glob(pattern)) for pattern in _TOKENIZER_FILES):
+        if not warn_missing:
+            return None
         # Transformers 5 builds an empty tokenizer from the config alone; saving that would
         # give a folder that silently tokenizes everything to [UNK].
         logger.warning(

@@ -15,20 +15,52 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from onnxport import hub
 from onnxport.errors import ORTModelError, TaskError
 from onnxport.runtime import ORT_MODEL_CLASSES, ORTModel
-from onnxport.tasks import get_task
+from onnxport.tasks import get_task, resolve_task
 
-# Tasks with a pipeline; multiple-choice has none in transformers either.
+# Tasks with a pipeline; multiple-choice, masked-im, image-to-image, audio frame
+# classification and x-vectors have none in transformers 5 either.
 PIPELINE_TASKS = (
+    "audio-classification",
     "automatic-speech-recognition",
+    "ctc",
+    "depth-estimation",
     "feature-extraction",
     "fill-mask",
+    "image-classification",
+    "image-feature-extraction",
+    "object-detection",
     "question-answering",
+    "semantic-segmentation",
     "text-classification",
     "text-generation",
     "text2text-generation",
     "token-classification",
+    "zero-shot-image-classification",
+    "zero-shot-object-detection",
+)
+# onnxport task -> transformers pipeline name, where they differ.
+_PIPELINE_NAMES = {
+    "semantic-segmentation": "image-segmentation",
+    "ctc": "automatic-speech-recognition",
+}
+# What each task's pipeline needs besides the model; text tasks need the tokenizer only.
+_IMAGE_TASKS = frozenset(
+    {
+        "depth-estimation",
+        "image-classification",
+        "image-feature-extraction",
+        "object-detection",
+        "semantic-segmentation",
+        "zero-shot-image-classification",
+        "zero-shot-object-detection",
+    }
+)
+_AUDIO_TASKS = frozenset({"audio-classification", "automatic-speech-recognition", "ctc"})
+_NEEDS_TOKENIZER = frozenset(
+    {"ctc", "zero-shot-image-classification", "zero-shot-object-detection"}
 )
 # Pipeline names that pick onnxport's text-to-text pipelines (translation_xx_to_yy too).
 _TEXT2TEXT_NAMES = ("text2text-generation", "summarization", "translation")
@@ -91,16 +123,27 @@ def pipeline(
         )
     if model is None:
         raise ORTModelError("pipeline() needs model=: an exported folder or a checkpoint.")
-    model_class = ORT_MODEL_CLASSES[task_obj.name]
     ort_model: Any
     tokenizer_obj: Any = tokenizer
     if isinstance(model, ORTModel):
         ort_model = model
+        task_obj = resolve_task(task_obj, ort_model.config.model_type)
     else:
         folder = Path(model)
         if export is None:
             export = not (folder.is_dir() and any(folder.glob("*.onnx")))
+        if folder.is_dir():  # speech recognition: CTC or encoder-decoder, by architecture
+            task_obj = resolve_task(task_obj, hub.load_config(folder).model_type)
+        model_class = ORT_MODEL_CLASSES[task_obj.name]
         ort_model = model_class.from_pretrained(model, export=export, provider=provider)
+    name = task_obj.name
+    if name in _IMAGE_TASKS or name in _AUDIO_TASKS:
+        if name in _IMAGE_TASKS and "image_processor" not in kwargs:
+            kwargs["image_processor"] = _preprocessor(ort_model.model_dir, "AutoImageProcessor")
+        if name in _AUDIO_TASKS and "feature_extractor" not in kwargs:
+            kwargs["feature_extractor"] = _preprocessor(ort_model.model_dir, "AutoFeatureExtractor")
+        if name not in _NEEDS_TOKENIZER and name != "automatic-speech-recognition":
+            return _build(_PIPELINE_NAMES.get(name, name), ort_model, tokenizer, kwargs)
     if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
         source = tokenizer if tokenizer is not None else ort_model.model_dir
         try:
@@ -118,23 +161,30 @@ def pipeline(
 
         name = task if translation_pair or task in _TEXT2TEXT_NAMES else task_obj.name
         return pipeline_class(name)(model=ort_model, tokenizer=tokenizer_obj, task=name, **kwargs)
-    if task_obj.name == "automatic-speech-recognition" and "feature_extractor" not in kwargs:
-        kwargs["feature_extractor"] = _feature_extractor(ort_model.model_dir)
-    pipeline_task = task if task in transformers.pipelines.SUPPORTED_TASKS else task_obj.name
+    pipeline_task = task if task in transformers.pipelines.SUPPORTED_TASKS else name
+    return _build(
+        _PIPELINE_NAMES.get(pipeline_task, pipeline_task), ort_model, tokenizer_obj, kwargs
+    )
+
+
+def _build(task: str, model: Any, tokenizer: Any, kwargs: dict[str, Any]) -> Any:
+    import transformers
+
     # transformers' overloads type only literal task names; ours is chosen at run time.
     build: Any = transformers.pipeline
     with _quiet_model_check():
-        return build(pipeline_task, model=ort_model, tokenizer=tokenizer_obj, **kwargs)
+        return build(task, model=model, tokenizer=tokenizer, **kwargs)
 
 
-def _feature_extractor(folder: Path) -> Any:
-    """The folder's feature extractor (log-mel settings) for a speech pipeline."""
-    from transformers import AutoFeatureExtractor
+def _preprocessor(folder: Path, auto_class: str) -> Any:
+    """The folder's image processor or feature extractor (preprocessor_config.json)."""
+    import transformers
 
+    kind = "image_processor" if auto_class == "AutoImageProcessor" else "feature_extractor"
     try:
-        return AutoFeatureExtractor.from_pretrained(folder)
-    except (OSError, ValueError) as err:
+        return getattr(transformers, auto_class).from_pretrained(folder)
+    except (OSError, ValueError, KeyError) as err:
         raise ORTModelError(
-            f"No feature extractor (preprocessor_config.json) in '{folder}'; pass "
-            "feature_extractor=... explicitly."
+            f"No {kind.replace('_', ' ')} (preprocessor_config.json) in '{folder}'; pass "
+            f"{kind}=... explicitly, or export with processor=..."
         ) from err

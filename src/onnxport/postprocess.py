@@ -141,6 +141,7 @@ def save_side_files(
     config: Any,
     tokenizer: Any | None,
     source: Path | None,
+    processor: Any | None = None,
     generation_config: Any | None = None,
 ) -> list[Path]:
     """Write config, tokenizer, generation and preprocessor files: a self-contained folder."""
@@ -148,6 +149,8 @@ def save_side_files(
     config.save_pretrained(folder)
     if tokenizer is not None:
         tokenizer.save_pretrained(folder)
+    if processor is not None:  # image processor, feature extractor or a whole processor
+        processor.save_pretrained(folder)
     if generation_config is not None:
         generation_config.save_pretrained(folder)
     if source is not None:

@@ -17,14 +17,20 @@ from typing import Any
 
 import torch
 
+from onnxport import modality
 from onnxport.adapters import ADAPTERS, ExportAdapter
 from onnxport.dummy import (
+    AUDIO,
     BATCH,
     CHOICES,
     ENCODER,
+    FRAMES,
+    HEIGHT,
+    IMAGE_BATCH,
     PAST,
     SEQUENCE,
     TOTAL,
+    WIDTH,
     InputShape,
     Template,
     input_axes,
@@ -32,7 +38,7 @@ from onnxport.dummy import (
     trace_shape,
 )
 from onnxport.errors import SpecError
-from onnxport.tasks import Task, check_task_for, get_task, infer_task
+from onnxport.tasks import Task, check_task_for, get_task, infer_task, resolve_task
 
 DEFAULT_ATOL = 1e-4
 # Outputs that are on request only (or training only): never part of the exported graph.
@@ -144,7 +150,16 @@ def default_input_names(
     with left padding the positions cannot be inferred from the step alone.
     """
     accepted = set(forward_parameters(model))
+    if modality.modality(model) != modality.TEXT and not with_past:
+        return modality.input_names(model, config, accepted)
     names = tokenizer_input_names(config, tokenizer)
+    if (
+        not with_past
+        and "pixel_values" in accepted
+        and "pixel_values" not in names
+        and modality.has_image_processor(config.model_type)
+    ):
+        names.append("pixel_values")  # a dual encoder (CLIP, SigLIP): text and images
     if "input_ids" not in accepted or "input_ids" not in names:
         raise SpecError(
             f"'{config.model_type}' does not take input_ids from its tokenizer "
@@ -303,7 +318,8 @@ def derive_spec(
     ignored = tuple(name for name in input_names if name not in accepted)
     decoder = None
     # Parts with fixed-size inputs (a speech encoder's frames) declare their templates.
-    templates: dict[str, Template] = dict(getattr(model, "input_templates", {}))
+    templates = modality.input_templates(model, config, [n for n in input_names if n in accepted])
+    templates.update(getattr(model, "input_templates", {}))
     for name, template in templates.items():
         if name in inputs:
             inputs[name] = {i: axis for i, axis in enumerate(template) if isinstance(axis, str)}
@@ -337,7 +353,9 @@ def derive_spec(
     outputs: dict[str, Axes] = {}
     token_axes: dict[str, int] = {}
     axis_names = (
-        [BATCH, SEQUENCE, TOTAL, PAST, ENCODER] if task.with_past else [BATCH, SEQUENCE, CHOICES]
+        [BATCH, SEQUENCE, TOTAL, PAST, ENCODER]
+        if task.with_past
+        else [BATCH, SEQUENCE, CHOICES, AUDIO, FRAMES, IMAGE_BATCH, HEIGHT, WIDTH]
     )
     for name, tensor in first.items():
         other = second.get(name)
@@ -426,7 +444,7 @@ def get_onnx_config(
     config: Any = (
         config_or_model.config if isinstance(config_or_model, torch.nn.Module) else config_or_model
     )
-    task_obj = get_task(task) if task else infer_task(config)
+    task_obj = resolve_task(get_task(task), config.model_type) if task else infer_task(config)
     check_task_for(task_obj, config.model_type)
     if isinstance(config_or_model, torch.nn.Module):
         model = config_or_model

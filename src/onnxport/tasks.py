@@ -119,6 +119,97 @@ TASKS: tuple[Task, ...] = (
         encoder_decoder=True,
     ),
     Task(
+        "image-classification",
+        "AutoModelForImageClassification",
+        "MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES",
+        (),
+        "one label per image",
+    ),
+    Task(
+        "object-detection",
+        "AutoModelForObjectDetection",
+        "MODEL_FOR_OBJECT_DETECTION_MAPPING_NAMES",
+        (),
+        "boxes and class logits per query",
+    ),
+    Task(
+        "zero-shot-object-detection",
+        "AutoModelForZeroShotObjectDetection",
+        "MODEL_FOR_ZERO_SHOT_OBJECT_DETECTION_MAPPING_NAMES",
+        (),
+        "boxes scored against free-text labels",
+    ),
+    Task(
+        "semantic-segmentation",
+        "AutoModelForSemanticSegmentation",
+        "MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES",
+        ("image-segmentation",),
+        "one label per pixel",
+    ),
+    Task(
+        "depth-estimation",
+        "AutoModelForDepthEstimation",
+        "MODEL_FOR_DEPTH_ESTIMATION_MAPPING_NAMES",
+        (),
+        "depth per pixel",
+    ),
+    Task(
+        "keypoint-detection",
+        "AutoModelForKeypointDetection",
+        "MODEL_FOR_KEYPOINT_DETECTION_MAPPING_NAMES",
+        (),
+        "keypoints, scores and descriptors",
+    ),
+    Task(
+        "masked-im",
+        "AutoModelForMaskedImageModeling",
+        "MODEL_FOR_MASKED_IMAGE_MODELING_MAPPING_NAMES",
+        ("masked-image-modeling",),
+        "reconstruct masked image patches",
+    ),
+    Task(
+        "image-to-image",
+        "AutoModelForImageToImage",
+        "MODEL_FOR_IMAGE_TO_IMAGE_MAPPING_NAMES",
+        ("image-super-resolution",),
+        "an image in, an image out (super-resolution)",
+    ),
+    Task(
+        "zero-shot-image-classification",
+        "AutoModelForZeroShotImageClassification",
+        "MODEL_FOR_ZERO_SHOT_IMAGE_CLASSIFICATION_MAPPING_NAMES",
+        (),
+        "image-text similarity (CLIP-style)",
+    ),
+    Task(
+        "audio-classification",
+        "AutoModelForAudioClassification",
+        "MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES",
+        (),
+        "one label per audio clip",
+    ),
+    Task(
+        "audio-frame-classification",
+        "AutoModelForAudioFrameClassification",
+        "MODEL_FOR_AUDIO_FRAME_CLASSIFICATION_MAPPING_NAMES",
+        (),
+        "one label per audio frame (diarization)",
+    ),
+    Task(
+        "audio-xvector",
+        "AutoModelForAudioXVector",
+        "MODEL_FOR_AUDIO_XVECTOR_MAPPING_NAMES",
+        (),
+        "speaker embeddings (x-vectors)",
+    ),
+    Task(
+        "ctc",
+        "AutoModelForCTC",
+        "MODEL_FOR_CTC_MAPPING_NAMES",
+        ("automatic-speech-recognition-ctc", "speech-recognition-ctc"),
+        "speech recognition with a CTC head: character logits per frame",
+    ),
+    Task(
         "fill-mask",
         "AutoModelForMaskedLM",
         "MODEL_FOR_MASKED_LM_MAPPING_NAMES",
@@ -131,6 +222,13 @@ TASKS: tuple[Task, ...] = (
         "MODEL_MAPPING_NAMES",
         ("default", "bare"),
         "bare model: hidden states (embeddings)",
+    ),
+    Task(
+        "image-feature-extraction",
+        "AutoModel",
+        "MODEL_FOR_IMAGE_MAPPING_NAMES",
+        ("image-embedding",),
+        "bare vision model: image embeddings",
     ),
 )
 
@@ -167,6 +265,19 @@ def get_task(name: str) -> Task:
 def tasks_for_model_type(model_type: str) -> list[str]:
     """Supported tasks for which transformers has a head for `model_type`."""
     return sorted(task.name for task in TASKS if task.has_head(model_type))
+
+
+def resolve_task(task: Task, model_type: str) -> Task:
+    """The task as this architecture exports it: speech recognition is CTC for wav2vec2 & co.
+
+    `automatic-speech-recognition` names both the encoder-decoder (Whisper) and the CTC
+    (wav2vec2) forms, as transformers' pipeline does; the head the model type has decides.
+    """
+    if task.name == "automatic-speech-recognition" and not task.has_head(model_type):
+        ctc = get_task("ctc")
+        if ctc.has_head(model_type):
+            return ctc
+    return task
 
 
 def check_task_for(task: Task, model_type: str) -> None:

@@ -123,28 +123,7 @@ def tiny_config(config: Any, *, tokenizer: Any | None = None, **overrides: Any) 
         config = AutoConfig.for_model(config)
     config = copy.deepcopy(config)
     _shrink_sub_configs(config)
-    original_hidden = getattr(config, "hidden_size", None)
-    for key, value in TINY_SIZES.items():
-        if hasattr(config, key):
-            # Some configs derive a field and refuse assignment (Funnel's depth is block_sizes).
-            with contextlib.suppress(NotImplementedError, AttributeError):
-                setattr(config, key, value)
-    # Sizes tied to the hidden size (DeBERTa's pooler_hidden_size, OPT's word_embed_proj_dim)
-    # must follow it.
-    for key, value in list(config.to_dict().items()):
-        tied = key.endswith(("_hidden_size", "_proj_dim"))
-        if tied and value == original_hidden and key not in TINY_SIZES:
-            setattr(config, key, config.hidden_size)
-    # Per-layer lists (ModernBERT's layer_types, ...) are derived at construction from the
-    # original depth; keep their first entries so the pattern survives the shrink.
-    layers = getattr(config, "num_hidden_layers", None)
-    for key in ("layer_types",):
-        values = getattr(config, key, None)
-        if isinstance(values, list) and layers and len(values) > layers:
-            setattr(config, key, values[:layers])
-    if hasattr(config, "head_dim") and getattr(config, "num_attention_heads", None):
-        with contextlib.suppress(AttributeError):  # Falcon derives head_dim (no setter)
-            config.head_dim = config.hidden_size // config.num_attention_heads
+    _shrink_sizes(config)
     vocab = (
         len(tokenizer)
         if tokenizer is not None
@@ -165,6 +144,14 @@ def tiny_config(config: Any, *, tokenizer: Any | None = None, **overrides: Any) 
     for key, value in special.items():
         if getattr(config, key, None) is not None or key == "pad_token_id":
             setattr(config, key, value)
+    text = getattr(config, "text_config", None)
+    if text is not None and int(getattr(text, "vocab_size", 0) or 0) > vocab:
+        text.vocab_size = vocab  # a dual encoder's text tower (CLIP): ids must fit both
+        for key, value in special.items():
+            if getattr(text, key, None) is not None:
+                setattr(text, key, value)
+    if getattr(config, "use_pretrained_backbone", False):
+        config.use_pretrained_backbone = False  # random weights: nothing to download
     if hasattr(config, "decoder_vocab_size"):  # Marian's separate target vocabulary
         config.decoder_vocab_size = vocab
     if getattr(config, "is_encoder_decoder", False):
@@ -179,24 +166,104 @@ def tiny_config(config: Any, *, tokenizer: Any | None = None, **overrides: Any) 
     return config
 
 
+def _shrink_lists(config: Any) -> None:
+    """Per-stage lists: one block per stage (Swin's, ConvNeXt's `depths`).
+
+    Per-stage widths and head counts stay: their ratios are constrained (width divisible by
+    heads) and the models they make are small once each stage is one block deep.
+    """
+    for key in ("depths", "num_layers_per_stage", "stage_depths"):
+        value = getattr(config, key, None)
+        if isinstance(value, (list, tuple)) and all(isinstance(v, int) for v in value):
+            with contextlib.suppress(NotImplementedError, AttributeError):
+                setattr(config, key, [min(v, 1) for v in value])
+
+
+def _keep_out_indices(config: Any) -> None:
+    """Keep layers that a head reads by index (DPT's backbone_out_indices) after shrinking."""
+    layers = getattr(config, "num_hidden_layers", None)
+    if not isinstance(layers, int):
+        return
+    needed = 0
+    for key in ("backbone_out_indices", "out_indices", "layer_indices"):
+        value = getattr(config, key, None)
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, int) for v in value):
+            needed = max(needed, max(value) + 1)
+    if needed > layers:
+        with contextlib.suppress(NotImplementedError, AttributeError):
+            config.num_hidden_layers = needed
+
+
+def _shrink_sizes(config: Any) -> None:
+    """Shrink one config's own size fields in place (not its sub-configs)."""
+    # Stage-based vision models (Swin, ConvNeXt) derive hidden_size and the stage count from
+    # per-stage lists: only the lists' depths shrink.
+    staged = isinstance(getattr(config, "depths", None), (list, tuple))
+    original_hidden = getattr(config, "hidden_size", None)
+    _shrink_lists(config)
+    for key, value in TINY_SIZES.items():
+        if staged and key in (
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "num_layers",
+            "num_heads",
+            "embedding_size",  # the stem width, tied to normalization groups (BiT)
+        ):
+            continue
+        if hasattr(config, key) and not isinstance(getattr(config, key), (list, tuple)):
+            # Some configs derive a field and refuse assignment (Funnel's depth is block_sizes).
+            with contextlib.suppress(NotImplementedError, AttributeError, TypeError):
+                setattr(config, key, value)
+    # Sizes tied to the hidden size (DeBERTa's pooler_hidden_size, OPT's word_embed_proj_dim,
+    # Swin2SR's embed_dim, SigLIP's projection_size) must follow it.
+    hidden = getattr(config, "hidden_size", None)
+    if original_hidden != hidden:
+        for key, value in list(config.to_dict().items()):
+            tied = key.endswith(("_hidden_size", "_proj_dim", "projection_size")) or key in (
+                "embed_dim",
+            )
+            if tied and value == original_hidden and key not in TINY_SIZES:
+                with contextlib.suppress(NotImplementedError, AttributeError, TypeError):
+                    setattr(config, key, hidden)
+    # Per-layer lists (ModernBERT's layer_types, ...) are derived at construction from the
+    # original depth; keep their first entries so the pattern survives the shrink.
+    layers = getattr(config, "num_hidden_layers", None)
+    for key in ("layer_types",):
+        values = getattr(config, key, None)
+        if isinstance(values, list) and isinstance(layers, int) and len(values) > layers:
+            setattr(config, key, values[:layers])
+    if hasattr(config, "head_dim") and getattr(config, "num_attention_heads", None):
+        with contextlib.suppress(AttributeError, TypeError):  # Falcon derives head_dim
+            config.head_dim = config.hidden_size // config.num_attention_heads
+    if not staged:
+        _keep_out_indices(config)
+
+
 def _shrink_sub_configs(config: Any) -> None:
     """Shrink nested configs (a multimodal model's text_config, vision_config, ...) in place.
 
     Left at their defaults they build full-size sub-models: gigabytes for one tiny test.
+    A timm backbone becomes transformers' ResNet: timm is not installed, and the export
+    exercises the same detection head on either.
     """
     from transformers import PretrainedConfig
 
+    backbone = getattr(config, "backbone_config", None)
+    if getattr(backbone, "model_type", None) == "timm_backbone":
+        from transformers import ResNetConfig
+
+        indices = list(getattr(backbone, "out_indices", None) or [1, 2, 3, 4])
+        resnet: Any = ResNetConfig  # out_indices is a keyword of the backbone mixin
+        config.backbone_config = resnet(
+            embedding_size=16, hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 1, 1],
+            out_indices=indices,
+        )  # fmt: skip
     for key in list(vars(config)):
         value = getattr(config, key, None)
         if isinstance(value, PretrainedConfig) and value is not config:
             _shrink_sub_configs(value)
-            for size, tiny in TINY_SIZES.items():
-                if hasattr(value, size):
-                    with contextlib.suppress(NotImplementedError, AttributeError):
-                        setattr(value, size, tiny)
-            if hasattr(value, "head_dim") and getattr(value, "num_attention_heads", None):
-                with contextlib.suppress(AttributeError, TypeError):
-                    value.head_dim = value.hidden_size // value.num_attention_heads
+            _shrink_sizes(value)
 
 
 def tiny_model(config: Any, task: str = "feature-extraction", *, seed: int = 0) -> Any:
@@ -212,7 +279,12 @@ def tiny_model(config: Any, task: str = "feature-extraction", *, seed: int = 0) 
     causal = task_obj.with_past and not task_obj.encoder_decoder
     if causal and getattr(config, "is_decoder", None) is False:
         config.is_decoder = True  # an encoder architecture's causal-LM head, as saved for it
-    if task_obj.name in ("text-classification", "token-classification"):
+    if task_obj.name in (
+        "text-classification",
+        "token-classification",
+        "image-classification",
+        "audio-classification",
+    ):
         config.num_labels = 3
         config.id2label = {0: "LABEL_A", 1: "LABEL_B", 2: "LABEL_C"}
         config.label2id = {v: k for k, v in config.id2label.items()}

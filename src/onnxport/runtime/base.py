@@ -65,6 +65,9 @@ class ORTModel:
         self.output_names = [o.name for o in session.get_outputs()]
         self._input_types = {i.name: i.type for i in session.get_inputs()}
         self._input_ranks = {i.name: len(i.shape) for i in session.get_inputs()}
+        if self.main_input_name not in self.input_names and self.input_names:
+            # A bare vision or audio model loaded as feature-extraction: pixel_values etc.
+            self.main_input_name = self.input_names[0]  # type: ignore[misc]
         self._keep_alive = _keep_alive  # the temporary export folder, when exported on the fly
 
     # --- what transformers' pipelines read off a model -------------------------------------
@@ -178,6 +181,9 @@ class ORTModel:
         exported_task = session.get_modelmeta().custom_metadata_map.get("task")
         if not cls.task or exported_task in (None, cls.task):
             return
+        bare = {"feature-extraction", "image-feature-extraction"}
+        if {exported_task, cls.task} <= bare:  # one bare model, two task names
+            return
         from onnxport.runtime.modeling import ORT_MODEL_CLASSES
 
         right = ORT_MODEL_CLASSES.get(exported_task)
@@ -221,11 +227,23 @@ class ORTModel:
         tensors = {
             k: v for k, v in kwargs.items() if isinstance(v, (torch.Tensor, np.ndarray, list))
         }
+        mask = tensors.get("attention_mask")
+        # Exported without a mask (wav2vec2-base style): a mask of ones changes nothing; one
+        # with padding would, and is refused below.
+        no_mask = mask is not None and "attention_mask" not in self.input_names
+        if no_mask and bool((_as_numpy(mask) == 1).all()):
+            del tensors["attention_mask"]
         unknown = sorted(set(tensors) - set(self.input_names))
         if unknown:
             raise ORTModelError(
                 f"Unexpected input(s) {', '.join(unknown)}; this model takes "
                 f"{', '.join(self.input_names)}."
+                + (
+                    " It was exported without an attention_mask: pass unpadded inputs, one "
+                    "example at a time."
+                    if "attention_mask" in unknown
+                    else ""
+                )
             )
         use_torch = any(isinstance(v, torch.Tensor) for v in tensors.values())
         feed = self._feed(tensors)

@@ -1,0 +1,275 @@
+"""Vision, audio and dual-encoder tasks: export, ORT model classes and pipelines vs PyTorch.
+
+Each tiny model is exported with its processor; the ORT model must return the output class
+the PyTorch architecture returns, and `onnxport.pipeline` must give what transformers'
+pipeline gives on the PyTorch model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import transformers
+from PIL import Image
+
+import onnxport
+from onnxport.errors import TaskError
+from onnxport.testing import tiny_config, tiny_model, tiny_tokenizer
+
+SAMPLING_RATE = 16000
+
+
+def _images(count: int, size: tuple[int, int] = (40, 52)) -> list[Image.Image]:
+    rng = np.random.default_rng(count)
+    return [Image.fromarray((rng.random((*size, 3)) * 255).astype("uint8")) for _ in range(count)]
+
+
+def _clips(count: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(7)
+    return [
+        rng.standard_normal(SAMPLING_RATE // 4 + 800 * i).astype(np.float32) for i in range(count)
+    ]
+
+
+def _export(model: Any, task: str, folder: Path, **kwargs: Any) -> Path:
+    result = onnxport.export(model, folder, task=task, **kwargs)
+    assert result.validation is not None
+    assert result.validation.passed
+    return folder
+
+
+def _image_processor(size: int, cls: str = "ViTImageProcessorPil", **kwargs: Any) -> Any:
+    return getattr(transformers, cls)(size={"height": size, "width": size}, **kwargs)
+
+
+def test_image_classification_pipeline_matches_pytorch(tmp_path: Path) -> None:
+    model = tiny_model(tiny_config("vit", image_size=32, patch_size=8), "image-classification")
+    processor = _image_processor(32)
+    folder = _export(model, "image-classification", tmp_path / "vit", processor=processor)
+    images = _images(3)
+    ours = onnxport.pipeline("image-classification", model=folder)(images)
+    reference = transformers.pipeline(
+        "image-classification", model=model, image_processor=processor
+    )(images)
+    for got, expected in zip(ours, reference, strict=True):
+        assert [x["label"] for x in got] == [x["label"] for x in expected]
+        np.testing.assert_allclose(
+            [x["score"] for x in got], [x["score"] for x in expected], atol=1e-5
+        )
+    ort_model = onnxport.ORTModelForImageClassification.from_pretrained(folder)
+    output = ort_model(**processor(images, return_tensors="pt"))
+    assert isinstance(output, transformers.modeling_outputs.ImageClassifierOutput)
+    assert output.logits.shape == (3, 3)
+
+
+def test_object_detection_pipeline_matches_pytorch(tmp_path: Path) -> None:
+    config = tiny_config("detr", num_queries=6)
+    model = tiny_model(config, "object-detection")
+    processor = transformers.DetrImageProcessorPil(size={"height": 64, "width": 64}, do_pad=False)
+    folder = _export(model, "object-detection", tmp_path / "detr", processor=processor)
+    images = _images(2, (60, 80))
+    ours = onnxport.pipeline("object-detection", model=folder, threshold=0.0)(images)
+    reference = transformers.pipeline(
+        "object-detection", model=model, image_processor=processor, threshold=0.0
+    )(images)
+    for got, expected in zip(ours, reference, strict=True):
+        assert len(got) == len(expected) > 0
+        assert [x["label"] for x in got] == [x["label"] for x in expected]
+        np.testing.assert_allclose(
+            [x["score"] for x in got], [x["score"] for x in expected], atol=1e-4
+        )
+        for a, b in zip(got, expected, strict=True):
+            assert abs(a["box"]["xmin"] - b["box"]["xmin"]) <= 1
+            assert abs(a["box"]["ymax"] - b["box"]["ymax"]) <= 1
+    output = onnxport.ORTModelForObjectDetection.from_pretrained(folder)(
+        **processor(images, return_tensors="pt")
+    )
+    assert type(output).__name__ == "DetrObjectDetectionOutput"
+    assert output.pred_boxes.shape == (2, 6, 4)
+
+
+def test_semantic_segmentation_pipeline_matches_pytorch(tmp_path: Path) -> None:
+    model = tiny_model(tiny_config("segformer", num_labels=3), "semantic-segmentation")
+    processor = _image_processor(64, "SegformerImageProcessorPil")
+    folder = _export(model, "semantic-segmentation", tmp_path / "seg", processor=processor)
+    image = _images(1, (48, 64))[0]
+    ours = onnxport.pipeline("semantic-segmentation", model=folder)(image, subtask="semantic")
+    reference = transformers.pipeline("image-segmentation", model=model, image_processor=processor)(
+        image, subtask="semantic"
+    )
+    assert [x["label"] for x in ours] == [x["label"] for x in reference]
+    for got, expected in zip(ours, reference, strict=True):
+        assert (np.asarray(got["mask"]) != np.asarray(expected["mask"])).mean() < 0.01
+
+
+def test_depth_estimation_matches_pytorch(tmp_path: Path) -> None:
+    model = tiny_model(tiny_config("glpn", num_encoder_blocks=4), "depth-estimation")
+    processor = transformers.GLPNImageProcessorPil()
+    folder = _export(model, "depth-estimation", tmp_path / "glpn", processor=processor)
+    image = _images(1, (64, 64))[0]
+    ours = onnxport.pipeline("depth-estimation", model=folder)(image)
+    reference = transformers.pipeline("depth-estimation", model=model, image_processor=processor)(
+        image
+    )
+    np.testing.assert_allclose(
+        ours["predicted_depth"].numpy(), reference["predicted_depth"].numpy(), atol=1e-4
+    )
+
+
+def test_zero_shot_image_classification_scores_any_number_of_labels(tmp_path: Path) -> None:
+    tokenizer = tiny_tokenizer(["input_ids", "attention_mask"])
+    config = tiny_config("clip", tokenizer=tokenizer)
+    config.vision_config.image_size = 32
+    config.vision_config.patch_size = 8
+    model = tiny_model(config, "zero-shot-image-classification")
+    processor = _image_processor(32, "CLIPImageProcessorPil", crop_size={"height": 32, "width": 32})
+    folder = _export(
+        model, "zero-shot-image-classification", tmp_path / "clip", tokenizer=tokenizer,
+        processor=processor,
+    )  # fmt: skip
+    image = _images(1)[0]
+    labels = ["a photo of a cat", "a dog", "the capital of France", "a train station"]
+    ours = onnxport.pipeline("zero-shot-image-classification", model=folder)(
+        image, candidate_labels=labels
+    )
+    reference = transformers.pipeline(
+        "zero-shot-image-classification", model=model, tokenizer=tokenizer,
+        image_processor=processor,
+    )(image, candidate_labels=labels)  # fmt: skip
+    assert [x["label"] for x in ours] == [x["label"] for x in reference]
+    np.testing.assert_allclose(
+        [x["score"] for x in ours], [x["score"] for x in reference], atol=1e-5
+    )
+    # Two images against four texts: the graph counts images and texts apart.
+    ort_model = onnxport.ORTModelForZeroShotImageClassification.from_pretrained(folder)
+    text = tokenizer(labels, padding=True, return_tensors="pt")
+    pixels = processor(_images(2), return_tensors="pt")["pixel_values"]
+    output = ort_model(**text, pixel_values=pixels)
+    assert type(output).__name__ == "CLIPOutput"
+    with torch.no_grad():
+        expected = model(**text, pixel_values=pixels).logits_per_image
+    assert output.logits_per_image.shape == (2, 4)
+    torch.testing.assert_close(output.logits_per_image, expected, atol=1e-4, rtol=1e-4)
+
+
+def _audio_model(task: str, **overrides: Any) -> Any:
+    config = tiny_config(
+        "wav2vec2",
+        conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 8), num_feat_extract_layers=2,
+        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, **overrides,
+    )  # fmt: skip
+    return tiny_model(config, task)
+
+
+def test_audio_classification_pipeline_matches_pytorch(tmp_path: Path) -> None:
+    model = _audio_model("audio-classification")
+    extractor = transformers.Wav2Vec2FeatureExtractor(sampling_rate=SAMPLING_RATE)
+    folder = _export(model, "audio-classification", tmp_path / "w2v", processor=extractor)
+    clips = _clips(2)
+    ours = onnxport.pipeline("audio-classification", model=folder)(clips)
+    reference = transformers.pipeline(
+        "audio-classification", model=model, feature_extractor=extractor
+    )(clips)
+    for got, expected in zip(ours, reference, strict=True):
+        assert [x["label"] for x in got] == [x["label"] for x in expected]
+        np.testing.assert_allclose(
+            [x["score"] for x in got], [x["score"] for x in expected], atol=1e-5
+        )
+
+
+def _ctc_tokenizer(folder: Path) -> Any:
+    letters = list("abcdefghijklmnopqrstuvwxyz'")
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4}
+    vocab.update({c: i + 5 for i, c in enumerate(letters)})
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    return transformers.Wav2Vec2CTCTokenizer(str(folder / "vocab.json"))
+
+
+def test_ctc_speech_recognition_pipeline_matches_pytorch(tmp_path: Path) -> None:
+    tokenizer = _ctc_tokenizer(tmp_path / "vocab")
+    model = _audio_model("ctc", vocab_size=len(tokenizer), pad_token_id=0)
+    extractor = transformers.Wav2Vec2FeatureExtractor(sampling_rate=SAMPLING_RATE)
+    # "automatic-speech-recognition" resolves to the CTC head for wav2vec2.
+    folder = _export(
+        model, "automatic-speech-recognition", tmp_path / "ctc", tokenizer=tokenizer,
+        processor=extractor,
+    )  # fmt: skip
+    clips = _clips(2)
+    ours = onnxport.pipeline("automatic-speech-recognition", model=folder)(clips)
+    reference = transformers.pipeline(
+        "automatic-speech-recognition", model=model, tokenizer=tokenizer,
+        feature_extractor=extractor,
+    )(clips)  # fmt: skip
+    assert ours == reference
+    assert any(len(x["text"]) >= 3 for x in ours)
+    output = onnxport.ORTModelForCTC.from_pretrained(folder)(
+        **extractor(clips, sampling_rate=SAMPLING_RATE, padding=True, return_tensors="pt")
+    )
+    assert isinstance(output, transformers.modeling_outputs.CausalLMOutput)
+
+
+@pytest.mark.parametrize(
+    ("task", "ort_class", "output_class"),
+    [
+        (
+            "audio-frame-classification",
+            "ORTModelForAudioFrameClassification",
+            "TokenClassifierOutput",
+        ),
+        ("audio-xvector", "ORTModelForAudioXVector", "XVectorOutput"),
+    ],
+)
+def test_audio_heads_return_transformers_outputs(
+    tmp_path: Path, task: str, ort_class: str, output_class: str
+) -> None:
+    model = _audio_model(task)
+    folder = _export(model, task, tmp_path / task)
+    clips = torch.from_numpy(np.stack([c[:4000] for c in _clips(3)]))
+    output = getattr(onnxport, ort_class).from_pretrained(folder)(input_values=clips)
+    assert type(output).__name__ == output_class
+    with torch.no_grad():
+        expected = model(input_values=clips)
+    torch.testing.assert_close(output.logits, expected.logits, atol=1e-4, rtol=1e-4)
+
+
+def test_vision_feature_extraction_and_masked_im(tmp_path: Path) -> None:
+    config = tiny_config("vit", image_size=32, patch_size=8, encoder_stride=8)
+    processor = _image_processor(32)
+    images = _images(2)
+    pixels = processor(images, return_tensors="pt")["pixel_values"]
+    bare = tiny_model(config, "image-feature-extraction")
+    folder = _export(bare, "image-feature-extraction", tmp_path / "bare", processor=processor)
+    features = onnxport.pipeline("image-feature-extraction", model=folder)(images)
+    reference = transformers.pipeline(
+        "image-feature-extraction", model=bare, image_processor=processor
+    )(images)
+    np.testing.assert_allclose(np.array(features), np.array(reference), atol=1e-4)
+    # The same graph loads as plain feature-extraction: its main input is pixel_values.
+    output = onnxport.ORTModelForFeatureExtraction.from_pretrained(folder)(pixels)
+    assert output.last_hidden_state.shape == (2, 17, 32)
+
+    masked = tiny_model(config, "masked-im")
+    folder = _export(masked, "masked-im", tmp_path / "mim")
+    output = onnxport.ORTModelForMaskedImageModeling.from_pretrained(folder)(pixel_values=pixels)
+    assert type(output).__name__ == "MaskedImageModelingOutput"
+    with torch.no_grad():
+        expected = masked(pixel_values=pixels).reconstruction
+    torch.testing.assert_close(output.reconstruction, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_tasks_without_a_pipeline_are_refused_clearly(tmp_path: Path) -> None:
+    with pytest.raises(TaskError, match="no pipeline for 'masked-im'"):
+        onnxport.pipeline("masked-im", model=tmp_path)
+
+
+def test_image_pipeline_without_a_processor_says_what_to_do(tmp_path: Path) -> None:
+    model = tiny_model(tiny_config("vit", image_size=32, patch_size=8), "image-classification")
+    folder = _export(model, "image-classification", tmp_path / "vit")
+    with pytest.raises(onnxport.errors.ORTModelError, match=r"image_processor=\.\.\. explicitly"):
+        onnxport.pipeline("image-classification", model=folder)
