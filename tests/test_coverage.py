@@ -7,8 +7,20 @@ from pathlib import Path
 
 import pytest
 
+from onnxport.adapters import ADAPTERS
 from onnxport.cli.main import main
-from onnxport.coverage import enumerate_pairs
+from onnxport.coverage import (
+    FAIL,
+    PASS,
+    PairResult,
+    enumerate_pairs,
+    load,
+    packaged_results,
+    pair_modality,
+    run_matrix,
+    to_json,
+    to_markdown,
+)
 from onnxport.errors import VariantError
 
 
@@ -43,3 +55,89 @@ def test_matrix_records_pass_and_fail_with_reasons(
     assert data["summary"]["model_types_passing"] == 1
     assert "| `canine` | feature-extraction | FAIL | SpecError |" in (tmp_path / "c.md").read_text()
     assert "PASS 2, FAIL 1, SKIP 0" in capsys.readouterr().out
+
+
+def test_a_worker_crash_fails_its_pair_and_the_rest_move_on() -> None:
+    # Under a 0.3 GB address-space limit the worker cannot even import torch: each pair
+    # crashes its worker, is recorded as FAIL "crash" naming the limit, and the next pair of
+    # the chunk gets a fresh worker.
+    pairs = [("bert", "fill-mask"), ("bert", "feature-extraction")]
+    results = run_matrix(pairs, jobs=1, timeout=120, memory_gb=0.3, chunk=2)
+    assert [(r.model_type, r.task) for r in results] == sorted(pairs)
+    assert all(r.status == FAIL and r.category == "crash" for r in results)
+    assert all("memory" in r.reason for r in results)
+
+
+def test_update_reruns_only_failed_pairs_and_keeps_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    matrix = tmp_path / "m.json"
+    kept = PairResult("bert", "fill-mask", PASS, seconds=1.0)
+    stale = PairResult("bert", "feature-extraction", FAIL, "SpecError", "old reason", 1.0)
+    matrix.write_text(to_json([kept, stale]))
+    argv = ["coverage", "--model-types", "bert", "--tasks", "fill-mask,feature-extraction",
+            "--update", str(matrix), "--only-failed"]  # fmt: skip
+    assert main(argv) == 0
+    assert "1 pairs" in capsys.readouterr().out
+    results = {(r.model_type, r.task): r for r in load(matrix)}
+    assert results[("bert", "fill-mask")] == kept  # not rerun
+    assert results[("bert", "feature-extraction")].status == PASS
+    assert main(["coverage", "--only-failed"]) == 2
+    assert "--update" in capsys.readouterr().err
+
+
+# About 40 pairs spanning every modality and every task the packaged matrix validates; each
+# must still PASS, run the way `onnxport coverage` runs them. `make coverage` runs them all.
+SAMPLE: list[tuple[str, str]] = [
+    ("albert", "multiple-choice"), ("bart", "text2text-generation"),
+    ("bert", "fill-mask"), ("deberta-v2", "text-classification"),
+    ("distilbert", "token-classification"), ("electra", "feature-extraction"),
+    ("gpt2", "text-generation"), ("llama", "text-generation"),
+    ("modernbert", "fill-mask"), ("qwen2", "text-generation"),
+    ("roberta", "question-answering"), ("t5", "text2text-generation"),
+    ("whisper", "automatic-speech-recognition"),
+    ("beit", "image-classification"), ("convnext", "image-feature-extraction"),
+    ("deit", "masked-im"), ("detr", "object-detection"),
+    ("dinov2", "image-feature-extraction"), ("dpt", "depth-estimation"),
+    ("glpn", "depth-estimation"), ("mobilevit", "image-classification"),
+    ("resnet", "image-classification"), ("segformer", "semantic-segmentation"),
+    ("swin", "masked-im"), ("swin2sr", "image-to-image"),
+    ("vit", "image-classification"), ("yolos", "object-detection"),
+    ("clip", "zero-shot-image-classification"), ("clip", "feature-extraction"),
+    ("siglip", "zero-shot-image-classification"),
+    ("audio-spectrogram-transformer", "audio-classification"),
+    ("data2vec-audio", "feature-extraction"), ("hubert", "audio-classification"),
+    ("unispeech-sat", "audio-frame-classification"), ("wav2vec2", "ctc"),
+    ("wav2vec2-conformer", "ctc"), ("wavlm", "audio-xvector"),
+    ("mpnet", "feature-extraction"), ("xlm-roberta", "fill-mask"),
+    ("mobilenet_v2", "semantic-segmentation"),
+]  # fmt: skip
+
+
+def test_sample_spans_every_validated_task_and_agrees_with_the_packaged_matrix() -> None:
+    packaged = {(r.model_type, r.task): r.status for r in packaged_results()}
+    assert packaged, "src/onnxport/data/coverage.json is missing: run `make coverage`"
+    assert len(SAMPLE) == len(set(SAMPLE)) >= 40
+    assert [pair for pair in SAMPLE if packaged.get(pair) != PASS] == []
+    validated_tasks = {task for (_, task), status in packaged.items() if status == PASS}
+    assert validated_tasks - {task for _, task in SAMPLE} == set()
+    modalities = {pair_modality(*pair) for pair in SAMPLE}
+    assert modalities >= {"text", "vision", "audio", "multimodal"}
+
+
+def test_every_registered_adapter_is_exercised_by_the_sample() -> None:
+    sampled = {model_type for model_type, _ in SAMPLE}
+    assert set(ADAPTERS.registered()) - sampled == set()
+
+
+@pytest.mark.parametrize("part", range(4))
+def test_sample_pairs_pass(part: int) -> None:
+    pairs = SAMPLE[part::4]
+    results = run_matrix(pairs, jobs=1, timeout=300, memory_gb=8, chunk=len(pairs))
+    assert [(r.model_type, r.task, r.category, r.reason) for r in results if r.status != PASS] == []
+    assert len(results) == len(pairs)
+
+
+def test_committed_markdown_is_generated_from_the_packaged_matrix() -> None:
+    page = Path(__file__).parents[1] / "docs" / "coverage.md"
+    assert page.read_text(encoding="utf-8") == to_markdown(packaged_results())

@@ -27,7 +27,7 @@ IMAGE_BATCH = "image_batch_size"  # a dual encoder's images, counted apart from 
 HEIGHT = "height"  # images of models that take any size (convolutional backbones)
 WIDTH = "width"
 PIXELS_PER_TOKEN = 8  # height = 8 x sequence length, width 32 more: never square, never equal
-AUDIO_SAMPLES_PER_TOKEN = 320  # wav2vec2-style encoders emit one frame per 320 samples
+AUDIO_SAMPLES_PER_TOKEN = 640  # two wav2vec2 frames (320 samples each) per token
 FRAMES_PER_TOKEN = 4
 
 Template = tuple[int | str, ...]
@@ -163,6 +163,15 @@ def text_vocab_size(config: Any) -> int:
     return 0
 
 
+def _token_id(config: Any, name: str) -> int | None:
+    """A special token's id from the config (the first, when it lists several), if in range."""
+    value = getattr(config, name, None)
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else None
+    vocab = text_vocab_size(config)
+    return value if isinstance(value, int) and 0 <= value < vocab else None
+
+
 def make_inputs(
     names: list[str],
     axes: dict[str, dict[int, str]],
@@ -186,6 +195,15 @@ def make_inputs(
         template = templates.get(name) or tuple(axes[name][i] for i in range(len(axes[name])))
         dims = [shape.size_of(d) if isinstance(d, str) else d for d in template]
         result[name] = _make_one(name, dims, config, shape, generator, left_padding)
+    eos = _token_id(config, "eos_token_id")
+    if "input_ids" in result and eos is not None and not left_padding:
+        # As a tokenizer ends each text: BART-style classifiers pool at the </s> token.
+        ids = result["input_ids"]
+        mask = result.get("attention_mask")
+        lengths = mask.sum(-1) if mask is not None and mask.shape == ids.shape else None
+        if lengths is None:
+            lengths = torch.full(ids.shape[:-1], ids.shape[-1])
+        ids.scatter_(-1, (lengths - 1).clamp(min=0).unsqueeze(-1).long(), eos)
     if "position_ids" in result and "attention_mask" in result:
         # Positions follow the mask (left padding shifts them), over the current tokens only.
         positions = (result["attention_mask"].cumsum(-1) - 1).clamp(min=0)
@@ -211,6 +229,10 @@ def _make_one(
         return _make_one("attention_mask", dims, config, shape, generator, False)
     if name in ("encoder_hidden_states", "input_features", "input_values", "pixel_values"):
         return torch.randn(dims, generator=generator)
+    if name == "bbox":  # (x0, y0, x1, y1) per token on LayoutLM's 0-1000 page grid
+        corners = torch.randint(0, 500, (*dims[:-1], 2), generator=generator)
+        sizes = torch.randint(1, 500, (*dims[:-1], 2), generator=generator)
+        return torch.cat([corners, corners + sizes], dim=-1)
     if name == "pixel_mask":
         return torch.ones(dims, dtype=torch.long)
     if name == "attention_mask":

@@ -12,7 +12,8 @@ derives everything else:
 - spectrograms (`input_features`, or AST-style 3-d `input_values`): the layout (frames first or
   features first, dynamic or fixed length) is not recorded anywhere, so the candidate layouts
   the config allows are tried on the model itself and the first it runs on is kept;
-- dual encoders (CLIP, SigLIP, ...): text inputs plus `pixel_values`.
+- dual encoders (CLIP, SigLIP, ...): text inputs plus `pixel_values`;
+- document models (LayoutLM): text inputs plus a `bbox` (x0, y0, x1, y1 in 0-1000) per token.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from onnxport.dummy import (
     FRAMES,
     HEIGHT,
     IMAGE_BATCH,
+    SEQUENCE,
     WIDTH,
     Template,
     trace_shape,
@@ -169,18 +171,41 @@ def input_templates(model: torch.nn.Module, config: Any, names: list[str]) -> di
         height, width = image_size(config)
         channels = num_channels(config)
         if "input_ids" in names:
-            # A dual encoder scores any number of images against any number of texts.
-            templates["pixel_values"] = (IMAGE_BATCH, channels, height, width)
+            # A dual encoder scores any number of images against any number of texts;
+            # a model that reads both together (grounding) takes as many of each.
+            separate = _images_apart_from_texts(model, config, channels, height, width)
+            images = IMAGE_BATCH if separate else BATCH
+            templates["pixel_values"] = (images, channels, height, width)
         elif _runs_at_any_size(model, channels):
             templates["pixel_values"] = (BATCH, channels, HEIGHT, WIDTH)
         else:
             templates["pixel_values"] = (BATCH, channels, height, width)
+    if "bbox" in names:
+        templates["bbox"] = (BATCH, SEQUENCE, 4)
     audio = next((n for n in names if n in _AUDIO_INPUTS), None)
     if audio is not None:
         templates[audio] = _audio_layout(model, config, audio)
         if "attention_mask" in names:
             templates["attention_mask"] = templates[audio][:2]
     return templates
+
+
+def _images_apart_from_texts(
+    model: torch.nn.Module, config: Any, channels: int, height: int, width: int
+) -> bool:
+    """Whether the model runs on a number of images unlike its number of texts."""
+    from onnxport.dummy import text_vocab_size
+
+    shape = trace_shape()
+    vocab = max(text_vocab_size(config), 6)
+    ids = torch.randint(5, vocab, (shape.batch_size, shape.sequence_length))
+    pixels = torch.randn(shape.size_of(IMAGE_BATCH), channels, height, width)
+    try:
+        with torch.no_grad():
+            model(input_ids=ids, pixel_values=pixels)
+    except Exception:  # one image per text
+        return False
+    return True
 
 
 def _runs_at_any_size(model: torch.nn.Module, channels: int) -> bool:

@@ -139,6 +139,16 @@ def forward_parameters(model: torch.nn.Module) -> list[str]:
     return list(inspect.signature(model.forward).parameters)
 
 
+def required_parameters(model: torch.nn.Module) -> set[str]:
+    """Names `forward` cannot run without (no default value)."""
+    plain = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {
+        name
+        for name, parameter in inspect.signature(model.forward).parameters.items()
+        if parameter.kind in plain and parameter.default is inspect.Parameter.empty
+    }
+
+
 def default_input_names(
     model: torch.nn.Module, config: Any, tokenizer: Any | None, *, with_past: bool = False
 ) -> list[str]:
@@ -150,7 +160,8 @@ def default_input_names(
     with left padding the positions cannot be inferred from the step alone.
     """
     accepted = set(forward_parameters(model))
-    if modality.modality(model) != modality.TEXT and not with_past:
+    needs_text = "input_ids" in required_parameters(model)  # grounding models: image + text
+    if modality.modality(model) != modality.TEXT and not with_past and not needs_text:
         return modality.input_names(model, config, accepted)
     names = tokenizer_input_names(config, tokenizer)
     if (
@@ -160,6 +171,8 @@ def default_input_names(
         and modality.has_image_processor(config.model_type)
     ):
         names.append("pixel_values")  # a dual encoder (CLIP, SigLIP): text and images
+    if "bbox" in accepted and "bbox" not in names:
+        names.append("bbox")  # document models (LayoutLM): a box per token
     if "input_ids" not in accepted or "input_ids" not in names:
         raise SpecError(
             f"'{config.model_type}' does not take input_ids from its tokenizer "

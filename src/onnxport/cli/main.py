@@ -215,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     archs.add_argument(
         "--all",
         action="store_true",
-        help="also list model types the generic path tries but CI does not test",
+        help="also list model types that fail the coverage matrix, with the reason",
     )
     archs.add_argument("--markdown", action="store_true", help="print the README tables")
 
@@ -233,6 +233,21 @@ def build_parser() -> argparse.ArgumentParser:
     coverage.add_argument("--timeout", type=float, default=600, help="seconds per pair")
     coverage.add_argument(
         "--memory-gb", type=float, default=8, help="address-space limit per pair (0: none)"
+    )
+    coverage.add_argument(
+        "--chunk", type=int, default=8, help="pairs per worker process (default 8)"
+    )
+    coverage.add_argument(
+        "--update",
+        type=Path,
+        metavar="JSON",
+        help="merge into this matrix: rerun the chosen pairs, keep the others' results "
+        "(written back to it unless --json names another file)",
+    )
+    coverage.add_argument(
+        "--only-failed",
+        action="store_true",
+        help="with --update: rerun only the pairs that did not pass",
     )
     coverage.add_argument("--json", type=Path, help="write the matrix as JSON")
     coverage.add_argument("--markdown", type=Path, help="write the matrix as Markdown")
@@ -362,11 +377,25 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 
 def _cmd_coverage(args: argparse.Namespace) -> int:
     from onnxport import coverage
+    from onnxport.errors import VariantError
 
     pairs = coverage.enumerate_pairs(
         args.model_types.split(",") if args.model_types else None,
         args.tasks.split(",") if args.tasks else None,
     )
+    previous: list[coverage.PairResult] = []
+    if args.update is not None:
+        if not args.update.is_file():
+            raise VariantError(
+                f"--update {args.update}: no such matrix file; run without --update first."
+            )
+        previous = coverage.load(args.update)
+        if args.only_failed:
+            failed = {(r.model_type, r.task) for r in previous if r.status != coverage.PASS}
+            pairs = [pair for pair in pairs if pair in failed]
+        args.json = args.json or args.update
+    elif args.only_failed:
+        raise VariantError("--only-failed needs --update MATRIX.json (the matrix to rerun).")
     print(f"{len(pairs)} pairs, {args.jobs} at a time")
 
     def show(result: coverage.PairResult) -> None:
@@ -374,8 +403,13 @@ def _cmd_coverage(args: argparse.Namespace) -> int:
         print(f"{result.status} {result.model_type} {result.task} ({result.seconds} s){detail}")
 
     results = coverage.run_matrix(
-        pairs, jobs=args.jobs, timeout=args.timeout, memory_gb=args.memory_gb, progress=show
-    )
+        pairs, jobs=args.jobs, timeout=args.timeout, memory_gb=args.memory_gb,
+        chunk=args.chunk, progress=show,
+    )  # fmt: skip
+    if previous:
+        rerun = {(r.model_type, r.task) for r in results}
+        kept = [r for r in previous if (r.model_type, r.task) not in rerun]
+        results = sorted(kept + results, key=lambda r: (r.model_type, r.task))
     totals = coverage.summary(results)
     print(
         f"PASS {totals['pass']}, FAIL {totals['fail']}, SKIP {totals['skip']}; "
@@ -427,15 +461,20 @@ def _cmd_architectures(args: argparse.Namespace) -> int:
     if args.markdown:
         print(markdown_tables())
         return EXIT_OK
-    for arch in architectures(include_untested=args.all):
-        status = "tested" if arch.tested else "generic"
-        untested = [task for task in arch.tasks if task not in arch.tested_tasks]
-        detail = ", ".join(arch.tested_tasks)
-        if untested:
-            detail += ("; " if detail else "") + "untested: " + ", ".join(untested)
-        print(f"{arch.model_type:<28} {status:<8} {detail}")
+    shown = architectures(include_untested=args.all)
+    for arch in shown:
+        status = "tested" if arch.tested else ("validated" if arch.supported else "failing")
+        tasks = sorted(set(arch.tested_tasks) | set(arch.validated_tasks))
+        detail = ", ".join(tasks)
+        if args.all and arch.failures:
+            task, why = arch.failures[0]
+            more = f" (+{len(arch.failures) - 1} more)" if len(arch.failures) > 1 else ""
+            detail += ("; " if detail else "") + f"not {task}: {why[:90]}{more}"
+        print(f"{arch.model_type:<28} {status:<9} {detail}")
+    supported = sum(arch.supported for arch in shown)
+    print(f"\n{supported} model types supported (tested in CI or validated by the coverage matrix)")
     if not args.all:
-        print("\n(--all also lists the model types the generic path tries without CI tests)")
+        print("--all also lists the model types that fail, with the first reason")
     return EXIT_OK
 
 
