@@ -241,7 +241,10 @@ def pair_modality(model_type: str, task: str) -> str:
     import transformers
 
     name = get_task(task).model_classes().get(model_type, "")
-    main = getattr(getattr(transformers, name, None), "main_input_name", None)
+    try:
+        main = getattr(getattr(transformers, name, None), "main_input_name", None)
+    except Exception:  # the class needs a package not installed here (torchaudio, ...)
+        return "other"
     return _INPUT_MODALITY.get(main, "other") if isinstance(main, str) else "other"
 
 

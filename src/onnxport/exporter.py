@@ -164,6 +164,7 @@ def export(
     traced = trace_shape(batch_size, sequence_length, with_past=task_obj.with_past)
     torch_model = torch_model.to(device)
     config = torch_model.config
+    _exportable_experts(torch_model)
     adapter = ADAPTERS.get(config.model_type)
     prepared = adapter.prepare_model(torch_model, task_obj.name)
     graphs = []
@@ -256,6 +257,22 @@ def export(
         reports=tuple(reports),
         specs=tuple(spec for _, _, spec in graphs),
     )
+
+
+def _exportable_experts(model: Any) -> None:
+    """Switch mixture-of-experts layers to transformers' `batched_mm` experts.
+
+    Their default, `grouped_mm`, is a custom op that torch.onnx cannot translate; `batched_mm`
+    computes the same with plain batched matmuls (and is validated like any export).
+    """
+    if getattr(model.config, "_experts_implementation", None) != "grouped_mm":
+        return
+    try:
+        model.set_experts_implementation("batched_mm")
+    except (ValueError, RuntimeError, AttributeError) as err:
+        logger.warning("Could not switch the experts to batched_mm: %s", err)
+        return
+    logger.info("Mixture-of-experts layers run as batched matmuls (batched_mm) for export.")
 
 
 def _graphs(

@@ -259,6 +259,10 @@ def run_reference(
         past = [inputs[name] for name in spec.decoder.past_names()]
         kwargs[spec.decoder.argument] = build_cache(model.config, past)
         kwargs["use_cache"] = True
+    elif "use_cache" in forward_parameters(model):
+        # No graph output holds a cache here; hybrid models cannot even build theirs without
+        # a generation step.
+        kwargs["use_cache"] = False
     output = model(**kwargs, return_dict=True)
     return flatten_outputs(output, with_cache=spec.decoder is not None)
 

@@ -233,7 +233,12 @@ def _shrink_sizes(config: Any) -> None:
         values = getattr(config, key, None)
         if isinstance(values, list) and isinstance(layers, int) and len(values) > layers:
             setattr(config, key, values[:layers])
-    if hasattr(config, "head_dim") and getattr(config, "num_attention_heads", None):
+    # Multi-head latent attention (DeepSeek) sets head_dim to its rotary part: keep it.
+    mla = hasattr(config, "qk_rope_head_dim")
+    if mla and hasattr(config, "num_key_value_heads"):
+        with contextlib.suppress(AttributeError, TypeError):  # latent attention has no groups
+            config.num_key_value_heads = config.num_attention_heads
+    if hasattr(config, "head_dim") and getattr(config, "num_attention_heads", None) and not mla:
         with contextlib.suppress(AttributeError, TypeError):  # Falcon derives head_dim
             config.head_dim = config.hidden_size // config.num_attention_heads
     if not staged:
