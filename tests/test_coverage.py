@@ -99,9 +99,9 @@ SAMPLE: list[tuple[str, str]] = [
     ("beit", "image-classification"), ("convnext", "image-feature-extraction"),
     ("deit", "masked-im"), ("detr", "object-detection"),
     ("dinov2", "image-feature-extraction"), ("dpt", "depth-estimation"),
-    ("glpn", "depth-estimation"), ("mobilevit", "image-classification"),
+    ("glpn", "depth-estimation"), ("mobilevitv2", "image-classification"),
     ("resnet", "image-classification"), ("segformer", "semantic-segmentation"),
-    ("swin", "masked-im"), ("swin2sr", "image-to-image"),
+    ("focalnet", "masked-im"), ("swin2sr", "image-to-image"),
     ("vit", "image-classification"), ("yolos", "object-detection"),
     ("clip", "zero-shot-image-classification"), ("clip", "feature-extraction"),
     ("siglip", "zero-shot-image-classification"),
@@ -110,7 +110,9 @@ SAMPLE: list[tuple[str, str]] = [
     ("unispeech-sat", "audio-frame-classification"), ("wav2vec2", "ctc"),
     ("wav2vec2-conformer", "ctc"), ("wavlm", "audio-xvector"),
     ("mpnet", "feature-extraction"), ("xlm-roberta", "fill-mask"),
-    ("mobilenet_v2", "semantic-segmentation"),
+    ("convnextv2", "image-classification"), ("layoutlm", "token-classification"),
+    ("qwen2_moe", "text-generation"), ("mixtral", "text-classification"),
+    ("deepseek_v3", "text-generation"),
 ]  # fmt: skip
 
 

@@ -335,8 +335,10 @@ def derive_spec(
     ignored = tuple(name for name in input_names if name not in accepted)
     decoder = None
     # Parts with fixed-size inputs (a speech encoder's frames) declare their templates.
-    templates = modality.input_templates(model, config, [n for n in input_names if n in accepted])
-    templates.update(getattr(model, "input_templates", {}))
+    declared: dict[str, Template] = dict(getattr(model, "input_templates", {}))
+    derived = [n for n in input_names if n in accepted and n not in declared]
+    templates = modality.input_templates(model, config, derived)
+    templates.update(declared)
     for name, template in templates.items():
         if name in inputs:
             inputs[name] = {i: axis for i, axis in enumerate(template) if isinstance(axis, str)}

@@ -65,7 +65,11 @@ class ORTModel:
         self.output_names = [o.name for o in session.get_outputs()]
         self._input_types = {i.name: i.type for i in session.get_inputs()}
         self._input_ranks = {i.name: len(i.shape) for i in session.get_inputs()}
-        if self.main_input_name not in self.input_names and self.input_names:
+        if (
+            self.input_names
+            and "input_ids" not in self.input_names
+            and self.main_input_name == "input_ids"
+        ):
             # A bare vision or audio model loaded as feature-extraction: pixel_values etc.
             self.main_input_name = self.input_names[0]  # type: ignore[misc]
         self._keep_alive = _keep_alive  # the temporary export folder, when exported on the fly
