@@ -216,7 +216,8 @@ def _runs_at_any_size(model: torch.nn.Module, channels: int) -> bool:
     """
     traced = trace_shape()
     for shape in (traced, *validation_shapes(traced)):
-        pixels = torch.randn(1, channels, shape.size_of(HEIGHT), shape.size_of(WIDTH))
+        size = (shape.size_of(HEIGHT), shape.size_of(WIDTH))
+        pixels = torch.randn(shape.batch_size, channels, *size)  # batch 1 hides some clashes
         try:
             with torch.no_grad():
                 model(pixel_values=pixels)
