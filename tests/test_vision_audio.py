@@ -47,6 +47,14 @@ def _image_processor(size: int, cls: str = "ViTImageProcessorPil", **kwargs: Any
     return getattr(transformers, cls)(size={"height": size, "width": size}, **kwargs)
 
 
+def _assert_same_classification(ours: list[Any], reference: list[Any]) -> None:
+    for got, expected in zip(ours, reference, strict=True):
+        assert [x["label"] for x in got] == [x["label"] for x in expected]
+        np.testing.assert_allclose(
+            [x["score"] for x in got], [x["score"] for x in expected], atol=1e-5
+        )
+
+
 def test_image_classification_pipeline_matches_pytorch(tmp_path: Path) -> None:
     model = tiny_model(tiny_config("vit", image_size=32, patch_size=8), "image-classification")
     processor = _image_processor(32)
@@ -56,11 +64,7 @@ def test_image_classification_pipeline_matches_pytorch(tmp_path: Path) -> None:
     reference = transformers.pipeline(
         "image-classification", model=model, image_processor=processor
     )(images)
-    for got, expected in zip(ours, reference, strict=True):
-        assert [x["label"] for x in got] == [x["label"] for x in expected]
-        np.testing.assert_allclose(
-            [x["score"] for x in got], [x["score"] for x in expected], atol=1e-5
-        )
+    _assert_same_classification(ours, reference)
     ort_model = onnxport.ORTModelForImageClassification.from_pretrained(folder)
     output = ort_model(**processor(images, return_tensors="pt"))
     assert isinstance(output, transformers.modeling_outputs.ImageClassifierOutput)
@@ -175,11 +179,7 @@ def test_audio_classification_pipeline_matches_pytorch(tmp_path: Path) -> None:
     reference = transformers.pipeline(
         "audio-classification", model=model, feature_extractor=extractor
     )(clips)
-    for got, expected in zip(ours, reference, strict=True):
-        assert [x["label"] for x in got] == [x["label"] for x in expected]
-        np.testing.assert_allclose(
-            [x["score"] for x in got], [x["score"] for x in expected], atol=1e-5
-        )
+    _assert_same_classification(ours, reference)
 
 
 def _ctc_tokenizer(folder: Path) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import typing
 from typing import Any
 
@@ -93,16 +94,18 @@ class _ArchitectureOutput(ORTModel):
     """
 
     def _wrap(self, outputs: dict[str, Any]) -> Any:
-        return architecture_output_class(self.task, self.config, self.output_class)(**outputs)
+        output = architecture_output_class(self.task, self.config.model_type, self.output_class)
+        return output(**outputs)
 
 
-def architecture_output_class(task: str, config: Any, default: type) -> type:
-    """The ModelOutput class `forward` of `config`'s class for `task` is annotated to return."""
+@functools.cache  # read once per class: type hints are resolved on every call otherwise
+def architecture_output_class(task: str, model_type: str, default: type) -> type:
+    """The ModelOutput class `forward` of `model_type`'s class for `task` is annotated to return."""
     import transformers
 
     from onnxport.tasks import get_task
 
-    name = get_task(task).model_classes().get(config.model_type)
+    name = get_task(task).model_classes().get(model_type)
     model_class = getattr(transformers, name, None) if name else None
     if model_class is None:
         return default
