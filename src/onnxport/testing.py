@@ -30,7 +30,7 @@ TINY_SIZES: dict[str, int] = {
     "global_attn_every_n_layers": 2,
     "local_attention": 16,
     "rotary_dim": 4,
-    "ffn_dim": 37,
+    "ffn_dim": 38,  # even: gated feed-forwards split it in halves (Moshi)
     # Encoder-decoder models name their sizes per stack (BART, Marian) or T5's way.
     "d_model": 32,
     "encoder_layers": 2,
@@ -122,8 +122,11 @@ def tiny_config(config: Any, *, tokenizer: Any | None = None, **overrides: Any) 
 
         config = AutoConfig.for_model(config)
     config = copy.deepcopy(config)
+    original_vocab = getattr(config, "vocab_size", None)
+    original_hidden = _hidden_sizes(config)
     _shrink_sub_configs(config)
     _shrink_sizes(config)
+    _follow_hidden_sizes(config, original_hidden)
     vocab = (
         len(tokenizer)
         if tokenizer is not None
@@ -144,12 +147,15 @@ def tiny_config(config: Any, *, tokenizer: Any | None = None, **overrides: Any) 
     for key, value in special.items():
         if getattr(config, key, None) is not None or key == "pad_token_id":
             setattr(config, key, value)
-    text = getattr(config, "text_config", None)
-    if text is not None and int(getattr(text, "vocab_size", 0) or 0) > vocab:
-        text.vocab_size = vocab  # a dual encoder's text tower (CLIP): ids must fit both
-        for key, value in special.items():
-            if getattr(text, key, None) is not None:
-                setattr(text, key, value)
+    # A dual encoder's text tower (CLIP), or a sub-model sharing the vocabulary (Canary's
+    # decoder): ids must fit both.
+    for name, sub in _sub_configs(config):
+        sub_vocab = int(getattr(sub, "vocab_size", 0) or 0)
+        if sub_vocab > vocab and (name == "text_config" or sub_vocab == original_vocab):
+            sub.vocab_size = vocab
+            for key, value in special.items():
+                if getattr(sub, key, None) is not None:
+                    setattr(sub, key, value)
     if getattr(config, "use_pretrained_backbone", False):
         config.use_pretrained_backbone = False  # random weights: nothing to download
     if hasattr(config, "decoder_vocab_size"):  # Marian's separate target vocabulary
@@ -194,12 +200,153 @@ def _keep_out_indices(config: Any) -> None:
             config.num_hidden_layers = needed
 
 
+_LAYER_COUNTS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers")
+# Fields that hold another config's hidden size (a projection's input, a head's condition).
+_TIED_SUFFIXES = (
+    "_hidden_size", "_proj_dim", "projection_size", "condition_dim", "codebook_dim",
+    "adapter_input_size",
+)  # fmt: skip
+
+
+def _sub_configs(config: Any) -> list[tuple[str, Any]]:
+    """(attribute, config) for every config nested in `config`, depth first."""
+    from transformers import PretrainedConfig
+
+    found = []
+    for key in list(vars(config)):
+        value = getattr(config, key, None)
+        if isinstance(value, PretrainedConfig) and value is not config:
+            found.append((key, value))
+            found.extend(_sub_configs(value))
+    return found
+
+
+def _hidden_sizes(config: Any) -> dict[int, int]:
+    """id(config) -> hidden size, for `config` and its sub-configs before shrinking."""
+    sizes = {}
+    for sub in [config, *(value for _, value in _sub_configs(config))]:
+        hidden = getattr(sub, "hidden_size", None)
+        if isinstance(hidden, int):
+            sizes[id(sub)] = hidden
+    return sizes
+
+
+def _follow_hidden_sizes(config: Any, original: dict[int, int]) -> None:
+    """Sizes tied to another config's hidden size follow its shrink.
+
+    A VLM's `vision_config.out_hidden_size` must equal `text_config.hidden_size`, a speech
+    head's `audio_hidden_size` the audio encoder's: the field names vary, the rule is that a
+    field named like a width and equal to some config's original hidden size is that width.
+    """
+    configs = [config, *(value for _, value in _sub_configs(config))]
+    shrunk: dict[int, set[int]] = {}
+    for sub in configs:
+        if id(sub) in original and getattr(sub, "hidden_size", None) != original[id(sub)]:
+            shrunk.setdefault(original[id(sub)], set()).add(sub.hidden_size)
+    widths = {old: next(iter(new)) for old, new in shrunk.items() if len(new) == 1}
+    for sub in configs:
+        for key, value in list(sub.to_dict().items()):
+            tied = key.endswith(_TIED_SUFFIXES) or key == "embed_dim"
+            if tied and key not in TINY_SIZES and isinstance(value, int) and value in widths:
+                with contextlib.suppress(NotImplementedError, AttributeError, TypeError):
+                    setattr(sub, key, widths[value])
+
+
+def _per_layer(values: list[Any], layers: int) -> list[Any]:
+    """The first `layers` entries of a per-layer list, keeping every kind of layer it had.
+
+    OLMo-Hybrid needs an attention layer among its linear ones, DeepSeek's sparse MoE layers
+    come after dense ones: a plain prefix would drop the kind the export must exercise.
+    """
+    kept = list(values[:layers])
+    if all(isinstance(v, str) for v in values):
+        missing = [v for v in dict.fromkeys(values) if v not in kept]
+        for i, kind in enumerate(missing[: max(layers - 1, 0)]):
+            kept[layers - 1 - i] = kind
+    return kept
+
+
+def _shrink_per_layer_lists(config: Any, original_layers: set[int]) -> None:
+    """Lists with one entry per layer (layer_types, mlp_layer_types, ...) follow the depth."""
+    layers = next(
+        (getattr(config, k) for k in _LAYER_COUNTS if isinstance(getattr(config, k, None), int)),
+        None,
+    )
+    if layers is None or layers in original_layers:
+        return
+    for key, values in list(config.to_dict().items()):
+        if not isinstance(values, list):
+            continue
+        if len(values) in original_layers:
+            new: Any = _per_layer(values, layers)
+        elif (  # GPT-Neo's run-length form: [[["global", "local"], 12]]
+            len(values) == 1
+            and isinstance(values[0], list)
+            and len(values[0]) == 2
+            and isinstance(values[0][0], list)
+            and isinstance(values[0][1], int)
+            and len(values[0][0]) * values[0][1] in original_layers
+        ):
+            pattern = values[0][0]
+            new = [[pattern[:layers], max(layers // max(len(pattern), 1), 1)]]
+        else:
+            continue
+        with contextlib.suppress(NotImplementedError, AttributeError, TypeError):
+            setattr(config, key, new)
+    if hasattr(config, "attention_types") and hasattr(config, "attention_layers"):
+        with contextlib.suppress(AttributeError, TypeError):  # GPT-Neo derives one from the other
+            config.attention_layers = config.attention_layers[:layers]
+
+
+def _fit_state_space_heads(config: Any) -> None:
+    """Mamba-2 style mixers: heads x head size must equal expand x hidden size."""
+    hidden = getattr(config, "hidden_size", None)
+    for heads_key, dim_key, expand_key in (
+        ("num_heads", "head_dim", "expand"),
+        ("mamba_n_heads", "mamba_d_head", "mamba_expand"),
+    ):
+        values = (hidden, *(getattr(config, k, None) for k in (heads_key, dim_key, expand_key)))
+        if not all(isinstance(v, int) for v in values):
+            continue
+        inner = hidden * getattr(config, expand_key)
+        heads = TINY_SIZES["num_heads"] if inner % TINY_SIZES["num_heads"] == 0 else 1
+        with contextlib.suppress(AttributeError, TypeError):
+            setattr(config, heads_key, heads)
+            setattr(config, dim_key, inner // heads)
+            groups = getattr(config, "n_groups", None)  # heads are shared out among groups
+            if isinstance(groups, int) and heads % groups:
+                config.n_groups = 1
+
+
+def _fit_mrope_sections(config: Any) -> None:
+    """Multimodal rotary sections must add up to half the (shrunk) head size (Qwen2-VL)."""
+    rope: Any = getattr(config, "rope_parameters", None)
+    sections = rope.get("mrope_section") if isinstance(rope, dict) else None
+    head_dim = getattr(config, "head_dim", None)
+    if not (isinstance(sections, list) and sections and isinstance(head_dim, int)):
+        return
+    half = head_dim // 2
+    if sum(sections) == half or half < len(sections):
+        return
+    scaled = [max(s * half // sum(sections), 1) for s in sections]
+    scaled[0] += half - sum(scaled)
+    rope["mrope_section"] = scaled
+
+
 def _shrink_sizes(config: Any) -> None:
     """Shrink one config's own size fields in place (not its sub-configs)."""
     # Stage-based vision models (Swin, ConvNeXt) derive hidden_size and the stage count from
     # per-stage lists: only the lists' depths shrink.
     staged = isinstance(getattr(config, "depths", None), (list, tuple))
     original_hidden = getattr(config, "hidden_size", None)
+    original_layers = {
+        v for k in _LAYER_COUNTS if isinstance(v := getattr(config, k, None), int) and v > 0
+    }
+    heads, kv_heads = (
+        getattr(config, "num_attention_heads", None),
+        getattr(config, "num_key_value_heads", None),
+    )
+    multi_head = isinstance(heads, int) and heads == kv_heads  # no grouped-query attention
     _shrink_lists(config)
     for key, value in TINY_SIZES.items():
         if staged and key in (
@@ -227,20 +374,20 @@ def _shrink_sizes(config: Any) -> None:
                 with contextlib.suppress(NotImplementedError, AttributeError, TypeError):
                     setattr(config, key, hidden)
     # Per-layer lists (ModernBERT's layer_types, ...) are derived at construction from the
-    # original depth; keep their first entries so the pattern survives the shrink.
-    layers = getattr(config, "num_hidden_layers", None)
-    for key in ("layer_types",):
-        values = getattr(config, key, None)
-        if isinstance(values, list) and isinstance(layers, int) and len(values) > layers:
-            setattr(config, key, values[:layers])
+    # original depth and validated against it.
+    if not staged:
+        _shrink_per_layer_lists(config, original_layers)
     # Multi-head latent attention (DeepSeek) sets head_dim to its rotary part: keep it.
     mla = hasattr(config, "qk_rope_head_dim")
-    if mla and hasattr(config, "num_key_value_heads"):
-        with contextlib.suppress(AttributeError, TypeError):  # latent attention has no groups
+    if (mla or multi_head) and hasattr(config, "num_key_value_heads"):
+        with contextlib.suppress(AttributeError, TypeError):  # no groups to keep (ESM-C, MLA)
             config.num_key_value_heads = config.num_attention_heads
-    if hasattr(config, "head_dim") and getattr(config, "num_attention_heads", None) and not mla:
-        with contextlib.suppress(AttributeError, TypeError):  # Falcon derives head_dim
-            config.head_dim = config.hidden_size // config.num_attention_heads
+    for key in ("head_dim", "d_head"):  # XLNet calls it d_head
+        if hasattr(config, key) and getattr(config, "num_attention_heads", None) and not mla:
+            with contextlib.suppress(AttributeError, TypeError):  # Falcon derives head_dim
+                setattr(config, key, config.hidden_size // config.num_attention_heads)
+    _fit_state_space_heads(config)
+    _fit_mrope_sections(config)
     if not staged:
         _keep_out_indices(config)
 
