@@ -273,3 +273,39 @@ def test_image_pipeline_without_a_processor_says_what_to_do(tmp_path: Path) -> N
     folder = _export(model, "image-classification", tmp_path / "vit")
     with pytest.raises(onnxport.errors.ORTModelError, match=r"image_processor=\.\.\. explicitly"):
         onnxport.pipeline("image-classification", model=folder)
+
+
+def test_probing_image_sizes_leaves_the_model_as_it_was(tmp_path: Path) -> None:
+    # Swin shrinks its attention window to a small image it is shown and keeps it: the
+    # size probe must run on a copy, or the model no longer runs at its own size.
+    model = tiny_model("swin", "image-classification")
+    pixels = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        expected = model(pixel_values=pixels).logits
+    result = onnxport.export(model, tmp_path / "swin", task="image-classification")
+    assert result.validation is not None
+    assert result.validation.passed
+    assert result.spec.input_templates["pixel_values"] == ("batch_size", 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(model(pixel_values=pixels).logits, expected)
+
+
+def test_image_size_is_fixed_when_the_graph_does_not_hold_at_others(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # DINOv2 with registers runs at any size in PyTorch, but the captured graph keeps the
+    # traced size of its interpolated position embeddings: export at the config's size.
+    model = tiny_model("dinov2_with_registers", "image-classification")
+    with caplog.at_level("WARNING", logger="onnxport.exporter"):
+        result = onnxport.export(model, tmp_path / "dino", task="image-classification")
+    assert result.validation is not None
+    assert result.validation.passed
+    size = model.config.image_size
+    assert result.spec.input_templates["pixel_values"] == ("batch_size", 3, size, size)
+    assert "does not hold at other image sizes" in caplog.text
+    folder = tmp_path / "dino"
+    pixels = torch.randn(3, 3, size, size)
+    output = onnxport.ORTModelForImageClassification.from_pretrained(folder)(pixel_values=pixels)
+    with torch.no_grad():
+        expected = model(pixel_values=pixels).logits
+    torch.testing.assert_close(output.logits, expected, atol=1e-4, rtol=1e-4)

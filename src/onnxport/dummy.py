@@ -112,6 +112,15 @@ def trace_shape(
     )
 
 
+def probe_shape(traced: InputShape) -> InputShape:
+    """The second shape a spec's outputs are read at: every axis moved off the traced size."""
+    return InputShape(
+        traced.batch_size + 1, traced.sequence_length + 3, traced.num_choices + 2,
+        past_length=traced.past_length + 2 if traced.past_length else 0,
+        encoder_length=traced.encoder_length + 5 if traced.encoder_length else 0,
+    )  # fmt: skip
+
+
 def validation_shapes(traced: InputShape) -> list[InputShape]:
     """Shapes unlike the traced one: batch 1, and a larger padded batch of odd length.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -14,8 +15,8 @@ import torch
 from onnxport import hub, modality
 from onnxport.adapters import ADAPTERS
 from onnxport.capture import DEFAULT_OPSET, capture, check_opset
-from onnxport.dummy import trace_shape, validation_shapes
-from onnxport.errors import ExportOptionError, TaskError, ValidationError
+from onnxport.dummy import HEIGHT, WIDTH, InputShape, trace_shape, validation_shapes
+from onnxport.errors import CaptureError, ExportOptionError, TaskError, ValidationError
 from onnxport.postprocess import (
     EXTERNAL_DATA_FILE,
     ONNX_FILE,
@@ -177,61 +178,41 @@ def export(
             ", ".join(spec.input_names),
             ", ".join(spec.output_names),
         )
-        graphs.append((file_name, module, spec))
+        graphs.append((file_name, module, spec, part_task, names))
     use_external = needs_external_data(torch_model) if external_data is None else external_data
 
     reports: list[ValidationReport] = []
     strategies: list[str] = []
     with staged_output(output, force=force) as staging:
-        for file_name, module, spec in graphs:
-            onnx_path = staging / file_name
-            example = {
-                k: v.to(device) for k, v in example_inputs(spec, config, adapter, traced).items()
-            }
-            captured = capture(
-                module, spec, example, opset=opset, path=onnx_path, external_data=use_external
-            )
-            strategies.append(captured.strategy)
-            extra = {}
-            if spec.decoder and spec.decoder.max_total_length:
-                extra["max_total_length"] = str(spec.decoder.max_total_length)
-            add_metadata(
-                onnx_path,
-                {
-                    "source": source_name,
-                    "task": task_obj.name,
-                    "model_type": spec.model_type,
-                    "opset": str(opset),
-                    "capture_strategy": captured.strategy,
-                    **extra,
-                },
-            )
-            if not validate_export:
-                continue
-            report = validate(
-                onnx_path,
-                module,
-                spec,
-                adapter,
-                validation_shapes(traced),
-                atol=atol,
-                providers=providers,
-            )
-            report = ValidationReport(
-                output / file_name,
-                report.reference_outputs,
-                report.onnx_outputs,
-                report.checks,
-                report.atol,
-            )
-            if not report.passed:
-                raise ValidationError(
-                    f"Validation failed for {file_name}: {report.summary()}; '{output}' was "
-                    "left as it was. Pass a larger --atol if this difference is acceptable, or "
-                    "--no-validate to keep the files for inspection.",
-                    report=report,
-                )
-            reports.append(report)
+        for index, (file_name, module, spec, part_task, names) in enumerate(graphs):
+            attempt = functools.partial(
+                _capture_and_validate, staging / file_name, module, config=config,
+                adapter=adapter, traced=traced, device=device, opset=opset,
+                external_data=use_external, atol=atol, providers=providers,
+                validate_export=validate_export, output=output,
+                metadata={"source": source_name, "task": task_obj.name, "opset": str(opset)},
+            )  # fmt: skip
+            try:
+                strategy, report = attempt(spec)
+            except (CaptureError, ValidationError) as err:
+                if not _dynamic_image(spec):
+                    raise
+                # The model ran at other sizes in PyTorch, but the graph fixed one anyway
+                # (position embeddings interpolated to the traced size): export that size.
+                spec = derive_spec(
+                    module, part_task, names, adapter=adapter, traced=traced,
+                    fixed_image_size=True,
+                )  # fmt: skip
+                size = "x".join(str(d) for d in spec.input_templates["pixel_values"][2:])
+                logger.warning(
+                    "%s: the graph does not hold at other image sizes (%s); exported at the "
+                    "config's %s instead.", file_name, str(err).splitlines()[0][:160], size,
+                )  # fmt: skip
+                strategy, report = attempt(spec)
+                graphs[index] = (file_name, module, spec, part_task, names)
+            strategies.append(strategy)
+            if report is not None:
+                reports.append(report)
         save_side_files(
             staging,
             config=config,
@@ -244,7 +225,7 @@ def export(
     seconds = time.perf_counter() - start
     if use_external:
         logger.info("Weights stored in %s beside the graph.", EXTERNAL_DATA_FILE)
-    main_file, _, main_spec = graphs[-1]
+    main_file, _, main_spec, _, _ = graphs[-1]
     return ExportResult(
         output_dir=output,
         onnx_path=output / main_file,
@@ -255,8 +236,76 @@ def export(
         validation=reports[-1] if reports else None,
         seconds=seconds,
         reports=tuple(reports),
-        specs=tuple(spec for _, _, spec in graphs),
+        specs=tuple(graph[2] for graph in graphs),
     )
+
+
+def _dynamic_image(spec: ExportSpec) -> bool:
+    """Whether the spec gives images a dynamic height or width."""
+    template = spec.input_templates.get("pixel_values", ())
+    return HEIGHT in template or WIDTH in template
+
+
+def _capture_and_validate(
+    onnx_path: Path,
+    module: torch.nn.Module,
+    spec: ExportSpec,
+    *,
+    config: Any,
+    adapter: Any,
+    traced: InputShape,
+    device: str,
+    opset: int,
+    external_data: bool,
+    atol: float | None,
+    providers: list[str],
+    validate_export: bool,
+    output: Path,
+    metadata: dict[str, str],
+) -> tuple[str, ValidationReport | None]:
+    """Capture one graph to `onnx_path`, then validate it (raising on a mismatch)."""
+    example = {k: v.to(device) for k, v in example_inputs(spec, config, adapter, traced).items()}
+    captured = capture(
+        module, spec, example, opset=opset, path=onnx_path, external_data=external_data
+    )
+    extra = {}
+    if spec.decoder and spec.decoder.max_total_length:
+        extra["max_total_length"] = str(spec.decoder.max_total_length)
+    add_metadata(
+        onnx_path,
+        {
+            **metadata,
+            "model_type": spec.model_type,
+            "capture_strategy": captured.strategy,
+            **extra,
+        },
+    )
+    if not validate_export:
+        return captured.strategy, None
+    report = validate(
+        onnx_path,
+        module,
+        spec,
+        adapter,
+        validation_shapes(traced),
+        atol=atol,
+        providers=providers,
+    )
+    report = ValidationReport(
+        output / onnx_path.name,
+        report.reference_outputs,
+        report.onnx_outputs,
+        report.checks,
+        report.atol,
+    )
+    if not report.passed:
+        raise ValidationError(
+            f"Validation failed for {onnx_path.name}: {report.summary()}; '{output}' was "
+            "left as it was. Pass a larger --atol if this difference is acceptable, or "
+            "--no-validate to keep the files for inspection.",
+            report=report,
+        )
+    return captured.strategy, report
 
 
 def _exportable_experts(model: Any) -> None:

@@ -19,6 +19,7 @@ derives everything else:
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 from typing import Any
 
@@ -33,6 +34,7 @@ from onnxport.dummy import (
     SEQUENCE,
     WIDTH,
     Template,
+    probe_shape,
     trace_shape,
     validation_shapes,
 )
@@ -87,13 +89,17 @@ def _first_attr(config: Any, *names: str) -> Any:
 
 def image_size(config: Any) -> tuple[int, int]:
     """(height, width) the model takes: config first, then the image processor's default."""
+    return _configured_image_size(config) or (_DEFAULT_IMAGE_SIZE, _DEFAULT_IMAGE_SIZE)
+
+
+def _configured_image_size(config: Any) -> tuple[int, int] | None:
+    """The config's or image processor's (height, width), None when neither fixes one."""
     size = _first_attr(config, "image_size", "img_size", "input_size")
     if isinstance(size, int) and size > 0:
         return size, size
     if isinstance(size, (list, tuple)) and len(size) >= 2:
         return int(size[-2]), int(size[-1])
-    processed = _processor_image_size(config.model_type)
-    return processed or (_DEFAULT_IMAGE_SIZE, _DEFAULT_IMAGE_SIZE)
+    return _processor_image_size(config.model_type)
 
 
 def _processor_image_size(model_type: str) -> tuple[int, int] | None:
@@ -164,8 +170,14 @@ def input_names(model: torch.nn.Module, config: Any, accepted: set[str]) -> list
     return names
 
 
-def input_templates(model: torch.nn.Module, config: Any, names: list[str]) -> dict[str, Template]:
-    """Full shapes (axis names or fixed sizes) of the non-text inputs among `names`."""
+def input_templates(
+    model: torch.nn.Module, config: Any, names: list[str], *, any_size: bool = True
+) -> dict[str, Template]:
+    """Full shapes (axis names or fixed sizes) of the non-text inputs among `names`.
+
+    Images get a dynamic height and width when the model runs at other sizes, unless
+    `any_size` is off (the exporter's retry when the graph fixed a size anyway).
+    """
     templates: dict[str, Template] = {}
     if "pixel_values" in names:
         height, width = image_size(config)
@@ -176,8 +188,14 @@ def input_templates(model: torch.nn.Module, config: Any, names: list[str]) -> di
             separate = _images_apart_from_texts(model, config, channels, height, width)
             images = IMAGE_BATCH if separate else BATCH
             templates["pixel_values"] = (images, channels, height, width)
-        elif _runs_at_any_size(model, channels):
+        elif any_size and _runs_at_any_size(model, channels):
             templates["pixel_values"] = (BATCH, channels, HEIGHT, WIDTH)
+        elif not any_size and not _configured_image_size(config):
+            # No size of its own (DETR-style processors keep the aspect ratio): the traced
+            # size, which the model was seen to run at, rather than a guess it may not run at.
+            traced = trace_shape()
+            size = (traced.size_of(HEIGHT), traced.size_of(WIDTH))
+            templates["pixel_values"] = (BATCH, channels, *size)
         else:
             templates["pixel_values"] = (BATCH, channels, height, width)
     if "bbox" in names:
@@ -188,6 +206,17 @@ def input_templates(model: torch.nn.Module, config: Any, names: list[str]) -> di
         if "attention_mask" in names:
             templates["attention_mask"] = templates[audio][:2]
     return templates
+
+
+def _scratch(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of `model` to probe with, sharing its weights.
+
+    Some models adapt themselves to the input they last saw (Swin shrinks its attention
+    window to a small image's size and keeps it): a failed probe must not change the model
+    that is exported.
+    """
+    shared = {id(t): t for t in [*model.parameters(), *model.buffers()]}
+    return copy.deepcopy(model, memo=shared)
 
 
 def _images_apart_from_texts(
@@ -202,7 +231,7 @@ def _images_apart_from_texts(
     pixels = torch.randn(shape.size_of(IMAGE_BATCH), channels, height, width)
     try:
         with torch.no_grad():
-            model(input_ids=ids, pixel_values=pixels)
+            _scratch(model)(input_ids=ids, pixel_values=pixels)
     except Exception:  # one image per text
         return False
     return True
@@ -215,12 +244,12 @@ def _runs_at_any_size(model: torch.nn.Module, channels: int) -> bool:
     the aspect ratio); models with learned position embeddings for one size refuse.
     """
     traced = trace_shape()
-    for shape in (traced, *validation_shapes(traced)):
+    for shape in (traced, probe_shape(traced), *validation_shapes(traced)):
         size = (shape.size_of(HEIGHT), shape.size_of(WIDTH))
         pixels = torch.randn(shape.batch_size, channels, *size)  # batch 1 hides some clashes
         try:
             with torch.no_grad():
-                model(pixel_values=pixels)
+                _scratch(model)(pixel_values=pixels)
         except Exception:  # a fixed-size model: its config's size it is
             return False
     return True
@@ -254,7 +283,7 @@ def _audio_layout(model: torch.nn.Module, config: Any, name: str) -> Template:
         dims = [shape.size_of(d) if isinstance(d, str) else d for d in template]
         try:
             with torch.no_grad():
-                model(**{name: torch.randn(dims)})
+                _scratch(model)(**{name: torch.randn(dims)})
         except Exception as err:  # this layout is not the model's: try the next one
             errors.append(f"{tuple(dims)}: {str(err).strip().splitlines()[0][:120]}")
             continue

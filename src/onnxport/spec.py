@@ -35,6 +35,7 @@ from onnxport.dummy import (
     Template,
     input_axes,
     make_inputs,
+    probe_shape,
     trace_shape,
 )
 from onnxport.errors import SpecError
@@ -322,8 +323,12 @@ def derive_spec(
     *,
     adapter: ExportAdapter | None = None,
     traced: InputShape | None = None,
+    fixed_image_size: bool = False,
 ) -> ExportSpec:
-    """Run `model` at two shapes and read its outputs and their dynamic axes."""
+    """Run `model` at two shapes and read its outputs and their dynamic axes.
+
+    `fixed_image_size` keeps images at the config's size even when the model runs at others.
+    """
     config: Any = model.config
     adapter = adapter or ADAPTERS.get(config.model_type)
     traced = traced or trace_shape(with_past=task.with_past)
@@ -337,7 +342,7 @@ def derive_spec(
     # Parts with fixed-size inputs (a speech encoder's frames) declare their templates.
     declared: dict[str, Template] = dict(getattr(model, "input_templates", {}))
     derived = [n for n in input_names if n in accepted and n not in declared]
-    templates = modality.input_templates(model, config, derived)
+    templates = modality.input_templates(model, config, derived, any_size=not fixed_image_size)
     templates.update(declared)
     for name, template in templates.items():
         if name in inputs:
@@ -354,11 +359,7 @@ def derive_spec(
         model_type=config.model_type, task=task.name, inputs=inputs, outputs={},
         ignored_inputs=ignored, input_templates=templates, decoder=decoder,
     )  # fmt: skip
-    probe = InputShape(
-        traced.batch_size + 1, traced.sequence_length + 3, traced.num_choices + 2,
-        past_length=traced.past_length + 2 if traced.past_length else 0,
-        encoder_length=traced.encoder_length + 5 if traced.encoder_length else 0,
-    )  # fmt: skip
+    probe = probe_shape(traced)
     for shape in (traced, probe):
         sizes = [shape.batch_size, shape.sequence_length, shape.num_choices]
         if shape.past_length:

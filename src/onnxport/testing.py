@@ -358,6 +358,8 @@ def _shrink_sizes(config: Any) -> None:
             "embedding_size",  # the stem width, tied to normalization groups (BiT)
         ):
             continue
+        if key == "hidden_dim" and hasattr(config, "width_coefficient"):
+            continue  # EfficientNet's head width is its scaled top convolution's: derived
         if hasattr(config, key) and not isinstance(getattr(config, key), (list, tuple)):
             # Some configs derive a field and refuse assignment (Funnel's depth is block_sizes).
             with contextlib.suppress(NotImplementedError, AttributeError, TypeError):
