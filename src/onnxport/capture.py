@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from onnxport.errors import CaptureError, ExportOptionError
+from onnxport.errors import CaptureError, ExportOptionError, write_failure
 from onnxport.spec import ExportSpec, run_reference
 
 logger = logging.getLogger(__name__)
@@ -195,6 +195,8 @@ def capture(
             with _quiet_exporter(), torch.no_grad():
                 strategy.run(module, args, spec, opset, path, external_data)
         except Exception as err:
+            if write_failure(err) is not None:
+                raise  # a full or read-only disk: no other exporter would fare better
             reason = _summary(err)
             failures.append((strategy.name, reason))
             logger.warning("The %s exporter failed: %s", strategy.name, reason)

@@ -8,6 +8,7 @@ validation. This module imports nothing from onnxport.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 
 EXIT_OK = 0
@@ -131,3 +132,19 @@ class BenchmarkError(OnnxportError, RuntimeError):
     """A benchmark run failed (step: benchmark)."""
 
     exit_code = EXIT_FAILED
+
+
+# A full disk, a size limit, a read-only or forbidden folder.
+_WRITE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+)
+
+
+def write_failure(err: BaseException) -> OSError | None:
+    """The OSError in `err`'s cause chain that means the output could not be written."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _WRITE_ERRNOS:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import time
@@ -26,7 +27,13 @@ from onnxport.postprocess import (
     save_side_files,
     staged_output,
 )
-from onnxport.spec import ExportSpec, default_input_names, derive_spec, example_inputs
+from onnxport.spec import (
+    ExportSpec,
+    default_input_names,
+    derive_spec,
+    example_inputs,
+    model_dtype,
+)
 from onnxport.tasks import TASKS, Task, check_task_for, get_task, infer_task, resolve_task
 from onnxport.validate import ValidationReport, validate
 
@@ -114,6 +121,7 @@ def export(
     external_data: bool | None = None,
     trust_remote_code: bool = False,
     revision: str | None = None,
+    dtype: str = "fp32",
 ) -> ExportResult:
     """Export a Transformers model to `output_dir/model.onnx` and prove it matches PyTorch.
 
@@ -123,7 +131,9 @@ def export(
     mismatch, leaving `output_dir` untouched. External data is used when the weights exceed
     what one protobuf holds, or when `external_data=True`. `tokenizer` and `processor` (an
     image processor or feature extractor) are saved beside the graph so pipelines can load the
-    folder; exported from a folder, its own are kept.
+    folder; exported from a folder, its own are kept. `dtype` ("fp32", "fp16", "bf16") is the
+    precision of the weights and the graph; a checkpoint is loaded directly in it, an
+    in-memory model must already be in it.
 
     Example:
         >>> result = export("bert-folder/", "out/", task="question-answering")  # doctest: +SKIP
@@ -137,12 +147,19 @@ def export(
     providers = _check_device(device)
     if atol is not None and not atol > 0:
         raise ExportOptionError(f"--atol must be a positive number, not {atol}.", option="--atol")
+    torch_dtype = _check_dtype(dtype, device, validate_export)
     check_output_dir(output, force=force)
 
     source: Path | None = None
     if isinstance(model, torch.nn.Module):
         task_obj = _task_of_model(model, task)
         torch_model: Any = model.eval()
+        if model_dtype(torch_model) != torch_dtype:
+            raise ExportOptionError(
+                f"The model's weights are {model_dtype(torch_model)}, not {dtype}: convert it "
+                f"first (model.to({torch_dtype})) or pass the dtype it has.",
+                option="--dtype",
+            )
         source_name = getattr(model.config, "_name_or_path", "") or type(model).__name__
     else:
         source_name = os.fspath(model)
@@ -154,7 +171,10 @@ def export(
         if not task:
             logger.info("Task inferred from the checkpoint: %s.", task_obj.name)
         torch_model = hub.load_model(
-            source, task_obj.auto_model_class(), trust_remote_code=trust_remote_code
+            source,
+            task_obj.auto_model_class(),
+            trust_remote_code=trust_remote_code,
+            dtype=torch_dtype,
         )
         if tokenizer is None:
             # Vision and audio models need no tokenizer: no warning when they have none.
@@ -180,6 +200,14 @@ def export(
         )
         graphs.append((file_name, module, spec, part_task, names))
     use_external = needs_external_data(torch_model) if external_data is None else external_data
+    if atol is None and dtype in DTYPE_ATOL:
+        atol = max(DTYPE_ATOL[dtype], *(graph[2].atol for graph in graphs))
+    options = {
+        "task": task_obj.name, "opset": opset, "dtype": dtype, "device": device,
+        "batch_size": batch_size, "sequence_length": sequence_length, "atol": atol,
+        "validate": validate_export, "external_data": use_external, "revision": revision,
+        "trust_remote_code": trust_remote_code,
+    }  # fmt: skip
 
     reports: list[ValidationReport] = []
     strategies: list[str] = []
@@ -190,7 +218,11 @@ def export(
                 adapter=adapter, traced=traced, device=device, opset=opset,
                 external_data=use_external, atol=atol, providers=providers,
                 validate_export=validate_export, output=output,
-                metadata={"source": source_name, "task": task_obj.name, "opset": str(opset)},
+                metadata={
+                    "source": source_name, "task": task_obj.name, "opset": str(opset),
+                    "dtype": dtype, **_versions(),
+                    "export_options": json.dumps(options, sort_keys=True),
+                },
             )  # fmt: skip
             try:
                 strategy, report = attempt(spec)
@@ -238,6 +270,39 @@ def export(
         reports=tuple(reports),
         specs=tuple(graph[2] for graph in graphs),
     )
+
+
+# Half precision keeps 11 (fp16) or 8 (bf16) significant bits: a few units in the last
+# place of outputs of magnitude ~4, where fp32 is held to 1e-4.
+DTYPE_ATOL = {"fp16": 1e-2, "bf16": 5e-2}
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def _check_dtype(dtype: str, device: str, validate_export: bool) -> torch.dtype:
+    if dtype not in DTYPES:
+        raise ExportOptionError(
+            f"Unknown --dtype '{dtype}'; choose one of {', '.join(DTYPES)}.", option="--dtype"
+        )
+    if dtype == "bf16" and device == "cpu" and validate_export:
+        raise ExportOptionError(
+            "--dtype bf16 cannot be validated on the CPU: ONNX Runtime's CPU provider has no "
+            "bfloat16 kernels. Validate on a GPU with --device cuda, use --dtype fp16, or pass "
+            "--no-validate to write it unvalidated.",
+            option="--dtype",
+        )
+    return DTYPES[dtype]
+
+
+def _versions() -> dict[str, str]:
+    """Versions of the libraries that shaped the graph, recorded in its metadata."""
+    import onnx
+    import transformers
+
+    return {
+        "torch_version": torch.__version__,
+        "transformers_version": transformers.__version__,
+        "onnx_version": onnx.__version__,
+    }
 
 
 def _dynamic_image(spec: ExportSpec) -> bool:

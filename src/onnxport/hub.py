@@ -193,8 +193,10 @@ def load_config(folder: Path, *, trust_remote_code: bool = False) -> Any:
         ) from err
 
 
-def load_model(folder: Path, auto_class: Any, *, trust_remote_code: bool = False) -> Any:
-    """Load the weights of `folder` into `auto_class` in fp32, in eval mode."""
+def load_model(
+    folder: Path, auto_class: Any, *, trust_remote_code: bool = False, dtype: Any = None
+) -> Any:
+    """Load the weights of `folder` into `auto_class` in `dtype` (fp32), in eval mode."""
     import torch
 
     check_weights(folder)
@@ -202,14 +204,91 @@ def load_model(folder: Path, auto_class: Any, *, trust_remote_code: bool = False
         model = auto_class.from_pretrained(
             folder,
             trust_remote_code=trust_remote_code,
-            dtype=torch.float32,
+            dtype=dtype or torch.float32,
         )
-    except (OSError, ValueError, RuntimeError, KeyError) as err:
-        raise ModelLoadError(
-            f"Could not load the weights in '{folder}': {_first_line(err)}",
-            model=str(folder),
-        ) from err
+    except Exception as err:  # safetensors, pickle and transformers each raise their own
+        raise _load_failure(folder, auto_class, err) from err
     return model.eval()
+
+
+def _load_failure(folder: Path, auto_class: Any, err: Exception) -> ModelLoadError:
+    """One line that says which file is wrong and what to do about it."""
+    import pickle
+
+    text = _first_line(err)
+    weights = next((folder / n for n in WEIGHT_FILES if (folder / n).is_file()), None)
+    name = weights.name if weights else "the weights"
+    if type(err).__name__ == "SafetensorError" or "deserializing header" in text:
+        return ModelLoadError(
+            f"'{name}' in '{folder}' is truncated or corrupt ({text}). Download or save it again.",
+            model=str(folder),
+        )
+    if isinstance(err, pickle.UnpicklingError) or "Weights only load failed" in text:
+        return ModelLoadError(
+            f"'{name}' in '{folder}' holds Python objects besides tensors. onnxport reads "
+            "pickle checkpoints only with torch's safe weights_only loader and never runs "
+            "their code: convert it to safetensors where you trust it, then export that.",
+            model=str(folder),
+        )
+    mismatched = "ignore_mismatched_sizes" in text or "size mismatch" in text
+    bin_file = weights is not None and weights.suffix == ".bin"
+    if isinstance(err, (EOFError, OSError, RuntimeError)) and bin_file and not mismatched:
+        return ModelLoadError(
+            f"'{name}' in '{folder}' is truncated or unreadable ({text}). Download or save "
+            "it again.",
+            model=str(folder),
+        )
+    if "ignore_mismatched_sizes" in text or "size mismatch" in text:
+        mismatch = _first_mismatch(folder, auto_class)
+        if mismatch:
+            return ModelLoadError(
+                f"The weights in '{folder}' do not fit its config.json: {mismatch}. Check "
+                "that config.json belongs to these weights.",
+                model=str(folder),
+            )
+    return ModelLoadError(f"Could not load the weights in '{folder}': {text}", model=str(folder))
+
+
+def _checkpoint_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes stored in the folder's weights, read without loading the data."""
+    import torch
+    from safetensors import safe_open
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as handle:
+            for key in handle.keys():  # noqa: SIM118 - safe_open is not a mapping
+                shapes[key] = tuple(handle.get_slice(key).get_shape())
+    if not shapes and (folder / "pytorch_model.bin").is_file():
+        state = torch.load(folder / "pytorch_model.bin", weights_only=True, mmap=True)
+        shapes = {k: tuple(v.shape) for k, v in state.items() if hasattr(v, "shape")}
+    return shapes
+
+
+def _first_mismatch(folder: Path, auto_class: Any) -> str | None:
+    """'name' is [stored] in the checkpoint but [expected] for this config, or None."""
+    import torch
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(folder)
+        with torch.device("meta"):  # shapes only: no memory for the weights
+            model = auto_class.from_config(config)
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        stored = _checkpoint_shapes(folder)
+    except Exception:  # the generic message is all we can give
+        return None
+    for key, shape in stored.items():
+        match = next(
+            (m for m in expected if m == key or m.endswith("." + key) or key.endswith("." + m)),
+            None,
+        )
+        if match is not None and expected[match] != shape:
+            return (
+                f"'{key}' is {list(shape)} in the checkpoint but {list(expected[match])} for "
+                "this config"
+            )
+    return None
 
 
 def load_tokenizer(

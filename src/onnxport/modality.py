@@ -208,6 +208,10 @@ def input_templates(
     return templates
 
 
+def _dtype(model: torch.nn.Module) -> torch.dtype:
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+
+
 def _scratch(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of `model` to probe with, sharing its weights.
 
@@ -228,7 +232,7 @@ def _images_apart_from_texts(
     shape = trace_shape()
     vocab = max(text_vocab_size(config), 6)
     ids = torch.randint(5, vocab, (shape.batch_size, shape.sequence_length))
-    pixels = torch.randn(shape.size_of(IMAGE_BATCH), channels, height, width)
+    pixels = torch.randn(shape.size_of(IMAGE_BATCH), channels, height, width, dtype=_dtype(model))
     try:
         with torch.no_grad():
             _scratch(model)(input_ids=ids, pixel_values=pixels)
@@ -246,7 +250,7 @@ def _runs_at_any_size(model: torch.nn.Module, channels: int) -> bool:
     traced = trace_shape()
     for shape in (traced, probe_shape(traced), *validation_shapes(traced)):
         size = (shape.size_of(HEIGHT), shape.size_of(WIDTH))
-        pixels = torch.randn(shape.batch_size, channels, *size)  # batch 1 hides some clashes
+        pixels = torch.randn(shape.batch_size, channels, *size, dtype=_dtype(model))  # not batch 1
         try:
             with torch.no_grad():
                 _scratch(model)(pixel_values=pixels)
@@ -283,7 +287,7 @@ def _audio_layout(model: torch.nn.Module, config: Any, name: str) -> Template:
         dims = [shape.size_of(d) if isinstance(d, str) else d for d in template]
         try:
             with torch.no_grad():
-                _scratch(model)(**{name: torch.randn(dims)})
+                _scratch(model)(**{name: torch.randn(dims, dtype=_dtype(model))})
         except Exception as err:  # this layout is not the model's: try the next one
             errors.append(f"{tuple(dims)}: {str(err).strip().splitlines()[0][:120]}")
             continue

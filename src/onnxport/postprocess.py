@@ -20,7 +20,7 @@ from typing import Any
 import onnx
 
 from onnxport._version import __version__
-from onnxport.errors import OutputDirError
+from onnxport.errors import OutputDirError, write_failure
 
 logger = logging.getLogger(__name__)
 
@@ -85,11 +85,19 @@ def staged_output(output_dir: Path, *, force: bool) -> Iterator[Path]:
     try:
         yield staging
         _publish(staging, output_dir)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(staging, ignore_errors=True)
         for folder in created:  # innermost first: leave no trace of a failed export
             with contextlib.suppress(OSError):
                 folder.rmdir()
+        failure = write_failure(err) if isinstance(err, Exception) else None
+        if failure is not None and not isinstance(err, OutputDirError):
+            raise OutputDirError(
+                f"Could not write the export to '{parent}': {failure.strerror}. Free some space "
+                "or choose another output folder; nothing was written and "
+                f"'{output_dir}' is as it was.",
+                path=str(output_dir),
+            ) from err
         raise
 
 

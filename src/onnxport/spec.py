@@ -96,6 +96,7 @@ class ExportSpec:
     ignored_inputs: tuple[str, ...] = field(default=())
     input_templates: Mapping[str, Template] = field(default_factory=dict)
     decoder: DecoderCache | None = None
+    dtype: str = "float32"  # the model's floating-point inputs (images, audio, caches) use it
 
     @property
     def input_names(self) -> list[str]:
@@ -332,6 +333,7 @@ def derive_spec(
     config: Any = model.config
     adapter = adapter or ADAPTERS.get(config.model_type)
     traced = traced or trace_shape(with_past=task.with_past)
+    dtype = str(model_dtype(model)).removeprefix("torch.")
     multiple_choice = task.name == "multiple-choice"
     inputs = {
         name: input_axes(name, multiple_choice, with_past=task.with_past) for name in input_names
@@ -357,7 +359,7 @@ def derive_spec(
         inputs.update({name: {0: BATCH, 2: PAST} for name in decoder.past_names()})
     draft = ExportSpec(
         model_type=config.model_type, task=task.name, inputs=inputs, outputs={},
-        ignored_inputs=ignored, input_templates=templates, decoder=decoder,
+        ignored_inputs=ignored, input_templates=templates, decoder=decoder, dtype=dtype,
     )  # fmt: skip
     probe = probe_shape(traced)
     for shape in (traced, probe):
@@ -404,7 +406,16 @@ def derive_spec(
         ignored_inputs=ignored,
         input_templates=templates,
         decoder=decoder,
+        dtype=dtype,
     )
+
+
+def model_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The dtype of the model's floating-point weights (float32 when it has none)."""
+    for parameter in model.parameters():
+        if parameter.is_floating_point():
+            return parameter.dtype
+    return torch.float32
 
 
 def example_inputs(
@@ -414,12 +425,13 @@ def example_inputs(
     names = spec.input_names
     axes = dict(spec.inputs)
     custom = adapter.dummy_inputs(config, spec.task, names, axes, shape)
-    if custom is not None:
-        return custom
-    return make_inputs(
-        names, axes, config, shape, seed=seed, templates=dict(spec.input_templates),
-        left_padding=spec.decoder is not None,
-    )  # fmt: skip
+    if custom is None:
+        custom = make_inputs(
+            names, axes, config, shape, seed=seed, templates=dict(spec.input_templates),
+            left_padding=spec.decoder is not None,
+        )  # fmt: skip
+    dtype = getattr(torch, spec.dtype)
+    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in custom.items()}
 
 
 def _run(

@@ -96,6 +96,13 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--revision", help="Hub revision (branch, tag or commit)")
     parser.add_argument(
+        "--dtype",
+        choices=("fp32", "fp16", "bf16"),
+        default="fp32",
+        help="precision of the exported weights (default: fp32); validated at 1e-2 for "
+        "fp16, 5e-2 for bf16 unless --atol is given",
+    )
+    parser.add_argument(
         "--optimize",
         choices=("O1", "O2", "O3", "O4"),
         help="also write model_<level>.onnx (see `onnxport optimize`)",
@@ -210,6 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_export_arguments(onnx_parser)
 
+    inspect = commands.add_parser(
+        "inspect",
+        help="show an export's inputs, outputs, dynamic axes, versions and options",
+    )
+    inspect.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="folder or .onnx file")
     commands.add_parser("tasks", help="list supported tasks and their synonyms")
     archs = commands.add_parser("architectures", help="list supported architectures")
     archs.add_argument(
@@ -300,6 +312,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         external_data=args.external_data,
         trust_remote_code=args.trust_remote_code,
         revision=args.revision,
+        dtype=args.dtype,
     )
     _print_result(result)
     logger.info(
@@ -441,6 +454,13 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from onnxport.inspection import inspect_export
+
+    print("\n\n".join(graph.format() for graph in inspect_export(args.model_dir)))
+    return EXIT_OK
+
+
 def _cmd_tasks(_: argparse.Namespace) -> int:
     from onnxport.runtime import ORT_MODEL_CLASSES
     from onnxport.tasks import TASKS
@@ -495,6 +515,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "tasks": _cmd_tasks,
+    "inspect": _cmd_inspect,
     "architectures": _cmd_architectures,
     "demo": _cmd_demo,
     "optimize": _cmd_optimize,
