@@ -159,7 +159,7 @@ def test_fp16_export_halves_the_weights_and_matches_pytorch(
     tmp_path: Path, checkpoint: Checkpoint
 ) -> None:
     folder = checkpoint("bert", "feature-extraction")
-    full = export(folder, tmp_path / "fp32", external_data=True)
+    export(folder, tmp_path / "fp32", external_data=True)
     half = export(folder, tmp_path / "fp16", dtype="fp16", external_data=True)
     assert half.validation is not None
     assert half.validation.passed
