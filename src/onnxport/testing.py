@@ -306,8 +306,8 @@ def _fit_state_space_heads(config: Any) -> None:
         ("mamba_n_heads", "mamba_d_head", "mamba_expand"),
     ):
         values = (hidden, *(getattr(config, k, None) for k in (heads_key, dim_key, expand_key)))
-        if not all(isinstance(v, int) for v in values):
-            continue
+        if not all(isinstance(v, int) for v in values) or getattr(config, "mamba_d_ssm", None):
+            continue  # Falcon-H1 states its inner size outright: already consistent
         inner = hidden * getattr(config, expand_key)
         heads = TINY_SIZES["num_heads"] if inner % TINY_SIZES["num_heads"] == 0 else 1
         with contextlib.suppress(AttributeError, TypeError):
