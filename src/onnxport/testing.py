@@ -252,18 +252,24 @@ def _follow_hidden_sizes(config: Any, original: dict[int, int]) -> None:
                     setattr(sub, key, widths[value])
 
 
-def _per_layer(values: list[Any], layers: int) -> list[Any]:
-    """The first `layers` entries of a per-layer list, keeping every kind of layer it had.
+def _layer_choice(lists: list[list[Any]], layers: int) -> list[int]:
+    """Which original layers a shrunk model keeps: the first ones, plus one of each kind.
 
     OLMo-Hybrid needs an attention layer among its linear ones, DeepSeek's sparse MoE layers
-    come after dense ones: a plain prefix would drop the kind the export must exercise.
+    come after dense ones: a plain prefix would drop the kind the export must exercise. One
+    choice serves every per-layer list, so parallel lists (a layer's type and its budget)
+    stay aligned.
     """
-    kept = list(values[:layers])
-    if all(isinstance(v, str) for v in values):
-        missing = [v for v in dict.fromkeys(values) if v not in kept]
-        for i, kind in enumerate(missing[: max(layers - 1, 0)]):
-            kept[layers - 1 - i] = kind
-    return kept
+    chosen = list(range(layers))
+    extra: list[int] = []
+    for values in lists:
+        if not all(isinstance(v, str) for v in values):
+            continue
+        for kind in dict.fromkeys(values):
+            if all(values[i] != kind for i in chosen[: layers - len(extra)] + extra):
+                extra.append(values.index(kind))
+    extra = sorted(extra[: max(layers - 1, 0)])
+    return sorted(chosen[: layers - len(extra)] + extra)
 
 
 def _shrink_per_layer_lists(config: Any, original_layers: set[int]) -> None:
@@ -274,11 +280,12 @@ def _shrink_per_layer_lists(config: Any, original_layers: set[int]) -> None:
     )
     if layers is None or layers in original_layers:
         return
-    for key, values in list(config.to_dict().items()):
-        if not isinstance(values, list):
-            continue
+    items = [(k, v) for k, v in config.to_dict().items() if isinstance(v, list)]
+    per_layer = [v for _, v in items if len(v) in original_layers]
+    choice = _layer_choice(per_layer, layers)
+    for key, values in items:
         if len(values) in original_layers:
-            new: Any = _per_layer(values, layers)
+            new: Any = [values[i] for i in choice]
         elif (  # GPT-Neo's run-length form: [[["global", "local"], 12]]
             len(values) == 1
             and isinstance(values[0], list)
