@@ -112,6 +112,11 @@ def trace_shape(
     )
 
 
+def model_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The dtype of the model's floating-point weights (float32 when it has none)."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+
+
 def probe_shape(traced: InputShape) -> InputShape:
     """The second shape a spec's outputs are read at: every axis moved off the traced size."""
     return InputShape(

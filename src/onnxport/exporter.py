@@ -16,7 +16,14 @@ import torch
 from onnxport import hub, modality
 from onnxport.adapters import ADAPTERS
 from onnxport.capture import DEFAULT_OPSET, capture, check_opset
-from onnxport.dummy import HEIGHT, WIDTH, InputShape, trace_shape, validation_shapes
+from onnxport.dummy import (
+    HEIGHT,
+    WIDTH,
+    InputShape,
+    model_dtype,
+    trace_shape,
+    validation_shapes,
+)
 from onnxport.errors import CaptureError, ExportOptionError, TaskError, ValidationError
 from onnxport.postprocess import (
     EXTERNAL_DATA_FILE,
@@ -27,13 +34,7 @@ from onnxport.postprocess import (
     save_side_files,
     staged_output,
 )
-from onnxport.spec import (
-    ExportSpec,
-    default_input_names,
-    derive_spec,
-    example_inputs,
-    model_dtype,
-)
+from onnxport.spec import ExportSpec, default_input_names, derive_spec, example_inputs
 from onnxport.tasks import TASKS, Task, check_task_for, get_task, infer_task, resolve_task
 from onnxport.validate import ValidationReport, validate
 
@@ -208,6 +209,10 @@ def export(
         "validate": validate_export, "external_data": use_external, "revision": revision,
         "trust_remote_code": trust_remote_code,
     }  # fmt: skip
+    metadata = {
+        "source": source_name, "task": task_obj.name, "opset": str(opset), "dtype": dtype,
+        **_versions(), "export_options": json.dumps(options, sort_keys=True),
+    }  # fmt: skip
 
     reports: list[ValidationReport] = []
     strategies: list[str] = []
@@ -217,12 +222,7 @@ def export(
                 _capture_and_validate, staging / file_name, module, config=config,
                 adapter=adapter, traced=traced, device=device, opset=opset,
                 external_data=use_external, atol=atol, providers=providers,
-                validate_export=validate_export, output=output,
-                metadata={
-                    "source": source_name, "task": task_obj.name, "opset": str(opset),
-                    "dtype": dtype, **_versions(),
-                    "export_options": json.dumps(options, sort_keys=True),
-                },
+                validate_export=validate_export, output=output, metadata=metadata,
             )  # fmt: skip
             try:
                 strategy, report = attempt(spec)

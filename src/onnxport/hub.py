@@ -238,7 +238,7 @@ def _load_failure(folder: Path, auto_class: Any, err: Exception) -> ModelLoadErr
             "it again.",
             model=str(folder),
         )
-    if "ignore_mismatched_sizes" in text or "size mismatch" in text:
+    if mismatched:
         mismatch = _first_mismatch(folder, auto_class)
         if mismatch:
             return ModelLoadError(

@@ -131,8 +131,7 @@ def _file_size(path: Path) -> int:
 
 
 def _size(count: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if count < 1024 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024  # type: ignore[assignment]
-    return f"{count} B"
+    if count < 1024:
+        return f"{count} B"
+    power = min(3, (count.bit_length() - 1) // 10)  # 1 KB, 2 MB, 3 GB
+    return f"{count / 1024**power:.1f} {('KB', 'MB', 'GB')[power - 1]}"

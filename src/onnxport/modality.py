@@ -34,6 +34,7 @@ from onnxport.dummy import (
     SEQUENCE,
     WIDTH,
     Template,
+    model_dtype,
     probe_shape,
     trace_shape,
     validation_shapes,
@@ -208,10 +209,6 @@ def input_templates(
     return templates
 
 
-def _dtype(model: torch.nn.Module) -> torch.dtype:
-    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
-
-
 def _scratch(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of `model` to probe with, sharing its weights.
 
@@ -232,7 +229,8 @@ def _images_apart_from_texts(
     shape = trace_shape()
     vocab = max(text_vocab_size(config), 6)
     ids = torch.randint(5, vocab, (shape.batch_size, shape.sequence_length))
-    pixels = torch.randn(shape.size_of(IMAGE_BATCH), channels, height, width, dtype=_dtype(model))
+    images = shape.size_of(IMAGE_BATCH)
+    pixels = torch.randn(images, channels, height, width, dtype=model_dtype(model))
     try:
         with torch.no_grad():
             _scratch(model)(input_ids=ids, pixel_values=pixels)
@@ -247,10 +245,10 @@ def _runs_at_any_size(model: torch.nn.Module, channels: int) -> bool:
     Convolutional backbones do, and their processors resize to varying sizes (DETR keeps
     the aspect ratio); models with learned position embeddings for one size refuse.
     """
-    traced = trace_shape()
+    traced, dtype = trace_shape(), model_dtype(model)
     for shape in (traced, probe_shape(traced), *validation_shapes(traced)):
         size = (shape.size_of(HEIGHT), shape.size_of(WIDTH))
-        pixels = torch.randn(shape.batch_size, channels, *size, dtype=_dtype(model))  # not batch 1
+        pixels = torch.randn(shape.batch_size, channels, *size, dtype=dtype)  # not batch 1
         try:
             with torch.no_grad():
                 _scratch(model)(pixel_values=pixels)
@@ -281,13 +279,13 @@ def _audio_layout(model: torch.nn.Module, config: Any, name: str) -> Template:
     for length in lengths:
         for size in features:
             candidates += [(BATCH, length, size), (BATCH, size, length)]
-    shape = trace_shape()
+    shape, dtype = trace_shape(), model_dtype(model)
     errors = []
     for template in candidates:
         dims = [shape.size_of(d) if isinstance(d, str) else d for d in template]
         try:
             with torch.no_grad():
-                _scratch(model)(**{name: torch.randn(dims, dtype=_dtype(model))})
+                _scratch(model)(**{name: torch.randn(dims, dtype=dtype)})
         except Exception as err:  # this layout is not the model's: try the next one
             errors.append(f"{tuple(dims)}: {str(err).strip().splitlines()[0][:120]}")
             continue

@@ -35,6 +35,7 @@ from onnxport.dummy import (
     Template,
     input_axes,
     make_inputs,
+    model_dtype,
     probe_shape,
     trace_shape,
 )
@@ -408,14 +409,6 @@ def derive_spec(
         decoder=decoder,
         dtype=dtype,
     )
-
-
-def model_dtype(model: torch.nn.Module) -> torch.dtype:
-    """The dtype of the model's floating-point weights (float32 when it has none)."""
-    for parameter in model.parameters():
-        if parameter.is_floating_point():
-            return parameter.dtype
-    return torch.float32
 
 
 def example_inputs(
