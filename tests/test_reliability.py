@@ -6,6 +6,7 @@ left behind; a good export is byte-for-byte reproducible and says how it was mad
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import resource
@@ -13,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +25,7 @@ import torch
 from safetensors.torch import load_file
 
 from onnxport import export
+from onnxport.adapters import ADAPTERS
 from onnxport.cli.main import main
 from onnxport.runtime import ORTModelForFeatureExtraction
 from test_errors import assert_nothing_written, assert_one_error_line, run_cli
@@ -226,3 +229,51 @@ def test_inspect_refuses_what_is_not_an_export(
     code, _, err = run_cli(["inspect", str(tmp_path / "broken.onnx")], capsys)
     assert code == 2
     assert_one_error_line(err, "is not a readable ONNX file")
+
+
+def test_an_export_leaves_no_reference_to_the_model_weights(tmp_path: Path) -> None:
+    """After an export the weights can be freed: nothing the exporter keeps still holds them.
+
+    onnxscript's shared rewrite rules keep the last graph they matched, whose initializers are
+    the model's own tensors; without releasing that, a large model stays resident during
+    validation beside ONNX Runtime's copy of its weights.
+    """
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig(
+        vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=37,
+    )  # fmt: skip
+    model = BertModel(config).eval()
+    alive = [weakref.ref(p) for p in model.parameters()]
+    export(model, tmp_path / "out", validate_export=False)
+    del model
+    gc.collect()
+    assert [ref for ref in alive if ref() is not None] == []
+
+
+def test_validation_runs_pytorch_before_the_model_is_released(
+    tmp_path: Path, checkpoint: Checkpoint
+) -> None:
+    """A model onnxport loaded itself is freed before ONNX Runtime runs, and still validates."""
+    from transformers import AutoModel
+
+    from onnxport.dummy import trace_shape, validation_shapes
+    from onnxport.validate import validate
+
+    result = export(checkpoint("bert", "feature-extraction"), tmp_path / "out")
+    assert result.validation is not None
+    assert result.validation.passed
+    model = AutoModel.from_pretrained(checkpoint("bert", "feature-extraction")).eval()
+    released: list[str] = []
+
+    def release() -> None:
+        model.to("meta")  # any later PyTorch run would fail on meta tensors
+        released.append("yes")
+
+    shapes = validation_shapes(trace_shape(2, 16, with_past=False))
+    report = validate(result.onnx_path, model, result.spec, ADAPTERS.get("bert"), shapes,
+                      release_model=release)  # fmt: skip
+    assert released == ["yes"]
+    assert report.passed
+    assert len(report.checks) >= 2

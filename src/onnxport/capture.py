@@ -8,6 +8,7 @@ and why each earlier one failed, and the log says it too.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import time
 import warnings
@@ -121,9 +122,37 @@ class DynamoStrategy(CaptureStrategy):
             optimize=True,
             verbose=False,
         )
-        if program is None:
-            raise RuntimeError("torch.onnx.export returned no program")
-        program.save(str(path), external_data=external_data)
+        try:
+            if program is None:
+                raise RuntimeError("torch.onnx.export returned no program")
+            program.save(str(path), external_data=external_data)
+        finally:
+            del program
+            release_rewriter_graphs()
+
+
+def release_rewriter_graphs() -> None:
+    """Drop the graph onnxscript's rewrite rules keep from the last one they matched.
+
+    onnxscript (0.7) shares module-level rewrite rules whose matchers keep the last graph
+    they saw (`_graph`, `_match`); that graph's initializers are the exported model's own tensors,
+    so the weights could never be freed after an export (a 3 GB model stayed resident
+    through validation). The attributes are set afresh at the start of every match.
+    """
+    try:
+        from onnxscript.rewriter._basics import MatchResult
+        from onnxscript.rewriter._matcher import SimplePatternMatcher
+    except ImportError:  # a different onnxscript layout: nothing we know how to release
+        return
+    for each in gc.get_objects():
+        if isinstance(each, SimplePatternMatcher):
+            state = vars(each)
+            for attribute in ("_graph", "_current_node", "_tracer"):
+                if attribute in state:
+                    state[attribute] = None
+            if "_match" in state:
+                state["_match"] = MatchResult()
+    gc.collect()
 
 
 class TorchScriptStrategy(CaptureStrategy):

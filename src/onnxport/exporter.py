@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -224,8 +226,16 @@ def export(
                 external_data=use_external, atol=atol, providers=providers,
                 validate_export=validate_export, output=output, metadata=metadata,
             )  # fmt: skip
+            # A model onnxport loaded itself is freed before ONNX Runtime validates the last
+            # graph: a model and its export both resident would double the peak memory.
+            release = None
+            if source is not None and index == len(graphs) - 1:
+                release = functools.partial(_release_weights, torch_model)
             try:
-                strategy, report = attempt(spec)
+                # An image model whose graph may need the fixed-size retry keeps its weights.
+                strategy, report = attempt(
+                    spec, release_model=None if _dynamic_image(spec) else release
+                )
             except (CaptureError, ValidationError) as err:
                 if not _dynamic_image(spec):
                     raise
@@ -240,7 +250,7 @@ def export(
                     "%s: the graph does not hold at other image sizes (%s); exported at the "
                     "config's %s instead.", file_name, str(err).splitlines()[0][:160], size,
                 )  # fmt: skip
-                strategy, report = attempt(spec)
+                strategy, report = attempt(spec, release_model=release)
                 graphs[index] = (file_name, module, spec, part_task, names)
             strategies.append(strategy)
             if report is not None:
@@ -327,8 +337,12 @@ def _capture_and_validate(
     validate_export: bool,
     output: Path,
     metadata: dict[str, str],
+    release_model: Callable[[], None] | None = None,
 ) -> tuple[str, ValidationReport | None]:
-    """Capture one graph to `onnx_path`, then validate it (raising on a mismatch)."""
+    """Capture one graph to `onnx_path`, then validate it (raising on a mismatch).
+
+    `release_model` frees the model's weights once validation no longer needs them.
+    """
     example = {k: v.to(device) for k, v in example_inputs(spec, config, adapter, traced).items()}
     captured = capture(
         module, spec, example, opset=opset, path=onnx_path, external_data=external_data
@@ -355,6 +369,7 @@ def _capture_and_validate(
         validation_shapes(traced),
         atol=atol,
         providers=providers,
+        release_model=release_model,
     )
     report = ValidationReport(
         output / onnx_path.name,
@@ -371,6 +386,12 @@ def _capture_and_validate(
             report=report,
         )
     return captured.strategy, report
+
+
+def _release_weights(model: torch.nn.Module) -> None:
+    """Free `model`'s weights (moved to the meta device); only its config stays usable."""
+    model.to("meta")
+    gc.collect()
 
 
 def _exportable_experts(model: Any) -> None:

@@ -8,7 +8,7 @@ key at all) and no caller reads them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,23 +187,33 @@ def validate(
     *,
     atol: float | None = None,
     providers: Sequence[str] = ("CPUExecutionProvider",),
+    release_model: Callable[[], None] | None = None,
 ) -> ValidationReport:
-    """Run PyTorch and ONNX Runtime on inputs at each of `shapes` and compare every output."""
+    """Run PyTorch and ONNX Runtime on inputs at each of `shapes` and compare every output.
+
+    PyTorch runs first, at every shape; then `release_model` (when given) frees the model's
+    weights, so that they and ONNX Runtime's copy of them are never resident together.
+    """
     import onnxruntime as ort
 
     atol = spec.atol if atol is None else atol
+    config: Any = model.config
+    device = next(iter(model.parameters())).device
+    cases: list[tuple[InputShape, dict[str, torch.Tensor], dict[str, np.ndarray]]] = []
+    for index, shape in enumerate(shapes):
+        inputs = example_inputs(spec, config, adapter, shape, seed=index + 1)
+        with torch.no_grad():
+            outputs = run_reference(model, spec, {k: v.to(device) for k, v in inputs.items()})
+        cases.append((shape, inputs, {k: _to_numpy(v) for k, v in outputs.items()}))
+    if release_model is not None:
+        release_model()
     session = ort.InferenceSession(str(onnx_path), providers=list(providers))
     onnx_outputs = tuple(output.name for output in session.get_outputs())
     # The exporter drops inputs the model never reads (RWKV's attention_mask, Zamba's
     # token_type_ids): PyTorch still gets them, the graph is fed what it declares.
     graph_inputs = {graph_input.name for graph_input in session.get_inputs()}
-    config: Any = model.config
     checks: list[OutputCheck] = []
-    device = next(iter(model.parameters())).device
-    for index, shape in enumerate(shapes):
-        inputs = example_inputs(spec, config, adapter, shape, seed=index + 1)
-        with torch.no_grad():
-            reference = run_reference(model, spec, {k: v.to(device) for k, v in inputs.items()})
+    for shape, inputs, reference in cases:
         feed = {name: tensor.numpy() for name, tensor in inputs.items() if name in graph_inputs}
         try:
             results = dict(zip(onnx_outputs, session.run(None, feed), strict=True))
@@ -218,7 +228,7 @@ def validate(
         for name in spec.output_names:
             if name not in results or name not in reference:
                 continue
-            expected, actual = _to_numpy(reference[name]), results[name]
+            expected, actual = reference[name], results[name]
             keep = None
             axis = spec.token_axes.get(name)
             if mask is not None and mask.ndim == 2 and axis is not None and not mask.all():
