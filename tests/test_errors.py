@@ -54,7 +54,7 @@ def _bad_folders(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     a_file.write_bytes(b"x")
     return {
         "missing folder": (tmp_path / "does-not-exist", "does not exist"),
-        "no weights": (no_weights, "No PyTorch weights"),
+        "no weights": (no_weights, "No weights in"),
         "config not JSON": (bad_json, "not valid JSON"),
         "no config": (empty, "No config.json"),
         "unknown architecture": (unknown, "Unknown architecture 'no-such-model'"),

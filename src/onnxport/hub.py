@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from onnxport.errors import ModelLoadError, UnsupportedModelError
+from onnxport.tf_checkpoint import TF_WEIGHTS_FILE, load_tf_weights
 
 logger = logging.getLogger(__name__)
 
@@ -66,13 +67,24 @@ def resolve_model_path(
             f"Model folder '{text}' does not exist. Check the path, or pass a Hub id.",
             model=text,
         )
-    return _download(
+    folder = _download(
         text,
         revision=revision,
         cache_dir=cache_dir,
         token=token,
         allow_patterns=allow_patterns or _HUB_PATTERNS,
     )
+    if allow_patterns is None and not has_pytorch_weights(folder):
+        # A TensorFlow-only repository: its Keras weights are fetched only then.
+        folder = _download(
+            text,
+            revision=revision,
+            cache_dir=cache_dir,
+            token=token,
+            allow_patterns=[TF_WEIGHTS_FILE],
+            ignore_patterns=[],
+        )
+    return folder
 
 
 def _looks_like_path(text: str) -> bool:
@@ -90,6 +102,7 @@ def _download(
     cache_dir: str | None,
     token: str | bool | None,
     allow_patterns: list[str],
+    ignore_patterns: list[str] | None = None,
 ) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
@@ -106,7 +119,7 @@ def _download(
             cache_dir=cache_dir,
             token=token,
             allow_patterns=allow_patterns,
-            ignore_patterns=_HUB_IGNORE,
+            ignore_patterns=_HUB_IGNORE if ignore_patterns is None else ignore_patterns,
         )
     except HFValidationError as err:
         raise ModelLoadError(
@@ -132,17 +145,21 @@ def _download(
     return Path(folder)
 
 
+def has_pytorch_weights(folder: Path) -> bool:
+    """Whether `folder` holds weights transformers itself loads (safetensors or pickle)."""
+    return any((folder / name).is_file() for name in WEIGHT_FILES) or any(
+        folder.glob("*.safetensors")
+    )
+
+
 def check_weights(folder: Path) -> None:
-    """Fail with one clear line when `folder` holds no weights transformers can load."""
-    if any((folder / name).is_file() for name in WEIGHT_FILES):
-        return
-    if any(folder.glob("*.safetensors")):
+    """Fail with one clear line when `folder` holds no weights onnxport can load."""
+    if has_pytorch_weights(folder) or (folder / TF_WEIGHTS_FILE).is_file():
         return
     found = sorted(p.name for p in folder.iterdir())[:8]
-    hint = " It holds only a TensorFlow checkpoint." if (folder / "tf_model.h5").exists() else ""
     raise ModelLoadError(
-        f"No PyTorch weights in '{folder}' (expected model.safetensors or pytorch_model.bin; "
-        f"found {', '.join(found) or 'nothing'}).{hint} Save the model with "
+        f"No weights in '{folder}' (expected model.safetensors, pytorch_model.bin or "
+        f"{TF_WEIGHTS_FILE}; found {', '.join(found) or 'nothing'}). Save the model with "
         "`model.save_pretrained(folder)` first.",
         model=str(folder),
     )
@@ -200,6 +217,8 @@ def load_model(
     import torch
 
     check_weights(folder)
+    if not has_pytorch_weights(folder):
+        return _load_tf_model(folder, auto_class, trust_remote_code=trust_remote_code, dtype=dtype)
     try:
         model = auto_class.from_pretrained(
             folder,
@@ -208,6 +227,31 @@ def load_model(
         )
     except Exception as err:  # safetensors, pickle and transformers each raise their own
         raise _load_failure(folder, auto_class, err) from err
+    return model.eval()
+
+
+def _load_tf_model(folder: Path, auto_class: Any, *, trust_remote_code: bool, dtype: Any) -> Any:
+    """Build the PyTorch class from config.json and fill it from `tf_model.h5`."""
+    import torch
+
+    config = load_config(folder, trust_remote_code=trust_remote_code)
+    try:
+        model = auto_class.from_config(
+            config, trust_remote_code=trust_remote_code, dtype=dtype or torch.float32
+        )
+    except (ValueError, TypeError) as err:
+        raise ModelLoadError(
+            f"Could not build {auto_class.__name__} from '{folder}/config.json': "
+            f"{_first_line(err)}",
+            model=str(folder),
+        ) from err
+    report = load_tf_weights(model, folder / TF_WEIGHTS_FILE)
+    logger.info(
+        "Loaded the TensorFlow checkpoint %s: %d weights into %d parameters (%d kernels "
+        "re-laid out, %d tied).",
+        report.path.name, report.weights, report.parameters, report.transposed,
+        len(report.tied),
+    )  # fmt: skip
     return model.eval()
 
 
