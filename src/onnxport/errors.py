@@ -134,6 +134,12 @@ class BenchmarkError(OnnxportError, RuntimeError):
     exit_code = EXIT_FAILED
 
 
+class TFLiteError(OnnxportError, RuntimeError):
+    """TFLite stage: the optional packages are missing, or conversion failed."""
+
+    exit_code = EXIT_FAILED
+
+
 # A full disk, a size limit, a read-only or forbidden folder.
 _WRITE_ERRNOS = frozenset(
     {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}

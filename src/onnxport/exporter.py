@@ -150,41 +150,15 @@ def export(
     providers = _check_device(device)
     if atol is not None and not atol > 0:
         raise ExportOptionError(f"--atol must be a positive number, not {atol}.", option="--atol")
-    torch_dtype = _check_dtype(dtype, device, validate_export)
+    _check_dtype(dtype, device, validate_export)
     check_output_dir(output, force=force)
 
-    source: Path | None = None
-    if isinstance(model, torch.nn.Module):
-        task_obj = _task_of_model(model, task)
-        torch_model: Any = model.eval()
-        if model_dtype(torch_model) != torch_dtype:
-            raise ExportOptionError(
-                f"The model's weights are {model_dtype(torch_model)}, not {dtype}: convert it "
-                f"first (model.to({torch_dtype})) or pass the dtype it has.",
-                option="--dtype",
-            )
-        source_name = getattr(model.config, "_name_or_path", "") or type(model).__name__
-    else:
-        source_name = os.fspath(model)
-        logger.info("Loading %s...", source_name)
-        source = hub.resolve_model_path(model, revision=revision)
-        config = hub.load_config(source, trust_remote_code=trust_remote_code)
-        task_obj = resolve_task(get_task(task), config.model_type) if task else infer_task(config)
-        check_task_for(task_obj, config.model_type)
-        if not task:
-            logger.info("Task inferred from the checkpoint: %s.", task_obj.name)
-        torch_model = hub.load_model(
-            source,
-            task_obj.auto_model_class(),
-            trust_remote_code=trust_remote_code,
-            dtype=torch_dtype,
-        )
-        if tokenizer is None:
-            # Vision and audio models need no tokenizer: no warning when they have none.
-            text = modality.modality(torch_model) == modality.TEXT
-            tokenizer = hub.load_tokenizer(
-                source, trust_remote_code=trust_remote_code, warn_missing=text
-            )
+    loaded = load_for_export(
+        model, task, revision=revision, trust_remote_code=trust_remote_code, dtype=dtype,
+        tokenizer=tokenizer,
+    )  # fmt: skip
+    task_obj, torch_model, source = loaded.task, loaded.model, loaded.source
+    source_name, tokenizer = loaded.source_name, loaded.tokenizer
     traced = trace_shape(batch_size, sequence_length, with_past=task_obj.with_past)
     torch_model = torch_model.to(device)
     config = torch_model.config
@@ -286,6 +260,67 @@ def export(
 # place of outputs of magnitude ~4, where fp32 is held to 1e-4.
 DTYPE_ATOL = {"fp16": 1e-2, "bf16": 5e-2}
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready to export: the PyTorch module, its task, and where it came from."""
+
+    model: Any
+    task: Task
+    source: Path | None
+    source_name: str
+    tokenizer: Any | None
+
+
+def load_for_export(
+    model: str | os.PathLike[str] | torch.nn.Module,
+    task: str | None,
+    *,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    dtype: str = "fp32",
+    tokenizer: Any | None = None,
+) -> LoadedModel:
+    """Load a Hub id or folder for `task` (inferred when None), or check an in-memory model.
+
+    A checkpoint is loaded directly in `dtype`; an in-memory model must already be in it.
+    Its tokenizer is loaded too unless one is given (a warning when a text model has none).
+    """
+    torch_dtype = DTYPES[dtype]
+    source: Path | None = None
+    if isinstance(model, torch.nn.Module):
+        task_obj = _task_of_model(model, task)
+        torch_model: Any = model.eval()
+        if model_dtype(torch_model) != torch_dtype:
+            raise ExportOptionError(
+                f"The model's weights are {model_dtype(torch_model)}, not {dtype}: convert it "
+                f"first (model.to({torch_dtype})) or pass the dtype it has.",
+                option="--dtype",
+            )
+        source_name = getattr(model.config, "_name_or_path", "") or type(model).__name__
+    else:
+        source_name = os.fspath(model)
+        logger.info("Loading %s...", source_name)
+        source = hub.resolve_model_path(model, revision=revision)
+        config = hub.load_config(source, trust_remote_code=trust_remote_code)
+        task_obj = resolve_task(get_task(task), config.model_type) if task else infer_task(config)
+        check_task_for(task_obj, config.model_type)
+        if not task:
+            logger.info("Task inferred from the checkpoint: %s.", task_obj.name)
+        torch_model = hub.load_model(
+            source,
+            task_obj.auto_model_class(),
+            trust_remote_code=trust_remote_code,
+            dtype=torch_dtype,
+        )
+        if tokenizer is None:
+            # Vision and audio models need no tokenizer: no warning when they have none.
+            text = modality.modality(torch_model) == modality.TEXT
+            tokenizer = hub.load_tokenizer(
+                source, trust_remote_code=trust_remote_code, warn_missing=text
+            )
+    return LoadedModel(torch_model, task_obj, source, source_name, tokenizer)
 
 
 def _check_dtype(dtype: str, device: str, validate_export: bool) -> torch.dtype:

@@ -63,6 +63,7 @@ class ValidationReport:
     onnx_outputs: tuple[str, ...]
     checks: tuple[OutputCheck, ...]
     atol: float
+    runtime: str = "ONNX"
 
     @property
     def names_match(self) -> bool:
@@ -102,18 +103,21 @@ class ValidationReport:
 
     def format(self, display_path: str | Path | None = None) -> str:
         """The validation block, one line per check, as the CLI prints it."""
-        lines = [f"Validating ONNX model {display_path or self.model_path}..."]
+        lines = [f"Validating {self.runtime} model {display_path or self.model_path}..."]
         mark = OK if self.names_match else FAIL
         names = ", ".join(self.reference_outputs)
         if self.names_match:
-            lines.append(f"    -[{mark}] ONNX model output names match reference model ({names})")
+            lines.append(
+                f"    -[{mark}] {self.runtime} model output names match reference model ({names})"
+            )
         else:
             lines.append(
-                f"    -[{mark}] ONNX model output names ({', '.join(self.onnx_outputs)}) do not "
+                f"    -[{mark}] {self.runtime} model output names ({', '.join(self.onnx_outputs)}) "
+                "do not "
                 f"match reference model ({names})"
             )
         for name in self.reference_outputs:
-            lines.append(f'    - Validating ONNX Model output "{name}":')
+            lines.append(f'    - Validating {self.runtime} Model output "{name}":')
             for check in (c for c in self.checks if c.name == name):
                 ref, got = _shape_text(check.reference_shape), _shape_text(check.onnx_shape)
                 if check.shape_ok:
@@ -223,23 +227,7 @@ def validate(
                 f"{shape.label()} (PyTorch could): {str(err).splitlines()[0][:300]}",
                 report=None,
             ) from err
-        mask = inputs["attention_mask"].numpy() if "attention_mask" in inputs else None
-        label = shape.label()
-        for name in spec.output_names:
-            if name not in results or name not in reference:
-                continue
-            expected, actual = reference[name], results[name]
-            keep = None
-            axis = spec.token_axes.get(name)
-            if mask is not None and mask.ndim == 2 and axis is not None and not mask.all():
-                # Align the output's token axis with the last columns of the mask (a decoder
-                # step's logits cover only the new tokens), then drop padded positions.
-                length = expected.shape[axis] if expected.ndim > axis else 0
-                if 0 < length <= mask.shape[1]:
-                    keep = mask[:, -length:].astype(bool)
-            checks.append(
-                compare(name, expected, actual, atol=atol, label=label, keep=keep, token_axis=axis)
-            )
+        checks += check_outputs(spec, reference, results, inputs, atol=atol, label=shape.label())
     return ValidationReport(
         model_path=onnx_path,
         reference_outputs=tuple(spec.output_names),
@@ -247,6 +235,36 @@ def validate(
         checks=tuple(checks),
         atol=atol,
     )
+
+
+def check_outputs(
+    spec: ExportSpec,
+    reference: dict[str, np.ndarray],
+    results: dict[str, np.ndarray],
+    inputs: dict[str, torch.Tensor],
+    *,
+    atol: float,
+    label: str,
+) -> list[OutputCheck]:
+    """Compare every output of the spec present in both, ignoring padded token positions."""
+    checks = []
+    mask = inputs["attention_mask"].numpy() if "attention_mask" in inputs else None
+    for name in spec.output_names:
+        if name not in results or name not in reference:
+            continue
+        expected, actual = reference[name], results[name]
+        keep = None
+        axis = spec.token_axes.get(name)
+        if mask is not None and mask.ndim == 2 and axis is not None and not mask.all():
+            # Align the output's token axis with the last columns of the mask (a decoder
+            # step's logits cover only the new tokens), then drop padded positions.
+            length = expected.shape[axis] if expected.ndim > axis else 0
+            if 0 < length <= mask.shape[1]:
+                keep = mask[:, -length:].astype(bool)
+        checks.append(
+            compare(name, expected, actual, atol=atol, label=label, keep=keep, token_axis=axis)
+        )
+    return checks
 
 
 def reference_model_device(model: Any) -> str:

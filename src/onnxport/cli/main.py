@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -112,6 +112,37 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
         choices=QUANTIZE_MODES,
         help="also write a quantized variant (see `onnxport quantize`)",
     )
+    parser.add_argument("output", type=Path, metavar="OUTPUT_DIR", help="folder to write")
+
+
+def _add_tflite_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", "-m", required=True, help="Hub id or local folder with weights")
+    parser.add_argument("--task", help="task head to export (default: inferred)")
+    parser.add_argument(
+        "--quantize",
+        choices=("int8", "fp16"),
+        help="int8: dynamic-range int8 weights; fp16: fp16 weights (default: fp32)",
+    )
+    parser.add_argument("--batch-size", type=int, default=1, help="fixed batch size (default: 1)")
+    parser.add_argument(
+        "--sequence-length", type=int, default=128, help="fixed sequence length (default: 128)"
+    )
+    parser.add_argument(
+        "--atol",
+        type=_positive_float,
+        default=None,
+        help="absolute tolerance for validation (default: 1e-4; 1e-2 fp16; 0.2 int8)",
+    )
+    parser.add_argument(
+        "--no-validate", action="store_true", help="skip comparing LiteRT with PyTorch"
+    )
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow the checkpoint's own Python code to run",
+    )
+    parser.add_argument("--force", action="store_true", help="replace a non-empty output folder")
+    parser.add_argument("--revision", help="Hub revision (branch, tag or commit)")
     parser.add_argument("output", type=Path, metavar="OUTPUT_DIR", help="folder to write")
 
 
@@ -216,6 +247,15 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: onnxport export onnx --model ./bert-folder --task fill-mask out/",
     )
     _add_export_arguments(onnx_parser)
+    tflite_parser = formats.add_parser(
+        "tflite",
+        help="export to TFLite (static shapes) and validate against PyTorch",
+        description="Convert a Transformers checkpoint to OUTPUT_DIR/model.tflite with LiteRT's "
+        "PyTorch converter at a fixed input shape, then run it with the LiteRT interpreter "
+        "and compare with PyTorch. Needs `pip install 'onnxport[tflite]'`.",
+        epilog="example: onnxport export tflite --model ./bert-folder --sequence-length 64 out/",
+    )
+    _add_tflite_arguments(tflite_parser)
 
     inspect = commands.add_parser(
         "inspect",
@@ -329,6 +369,36 @@ def _cmd_export(args: argparse.Namespace) -> int:
         from onnxport.quantize import quantize
 
         _print_quantization(quantize(args.output, args.quantize))
+    return EXIT_OK
+
+
+def _cmd_export_tflite(args: argparse.Namespace) -> int:
+    from onnxport.tflite import export_tflite
+
+    result = export_tflite(
+        args.model,
+        args.output,
+        args.task,
+        batch_size=args.batch_size,
+        sequence_length=args.sequence_length,
+        quantize=args.quantize,
+        atol=args.atol,
+        validate_export=not args.no_validate,
+        force=args.force,
+        trust_remote_code=args.trust_remote_code,
+        revision=args.revision,
+    )
+    if result.validation is not None:
+        print(result.validation.format(), flush=True)
+    else:
+        print("Validation skipped (--no-validate).")
+    shapes = ", ".join(f"{k} {list(v)}" for k, v in result.input_shapes.items())
+    print(
+        f"The TFLite export succeeded and the model was saved at: {result.output_dir} "
+        f"({result.size_bytes / 1e6:.1f} MB{', ' + result.quantize if result.quantize else ''}; "
+        f"fixed shapes: {shapes})"
+    )
+    logger.info("Task %s, %.1f s in all.", result.task, result.seconds)
     return EXIT_OK
 
 
@@ -561,7 +631,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose)
     previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:
-        handler = _cmd_export if args.command == "export" else COMMANDS[args.command]
+        handler: Callable[[argparse.Namespace], int]
+        if args.command == "export":
+            handler = _cmd_export_tflite if args.format == "tflite" else _cmd_export
+        else:
+            handler = COMMANDS[args.command]
         return handler(args)
     except OnnxportError as err:
         if debug:
