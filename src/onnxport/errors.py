@@ -146,6 +146,12 @@ _WRITE_ERRNOS = frozenset(
 )
 
 
+def first_line(err: BaseException, limit: int | None = None) -> str:
+    """The first non-blank line of an exception's message (its type name if none)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return (lines[0] if lines else type(err).__name__)[:limit]
+
+
 def write_failure(err: BaseException) -> OSError | None:
     """The OSError in `err`'s cause chain that means the output could not be written."""
     seen: BaseException | None = err

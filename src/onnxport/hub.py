@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from onnxport.errors import ModelLoadError, UnsupportedModelError
+from onnxport.errors import ModelLoadError, UnsupportedModelError, first_line
 from onnxport.tf_checkpoint import TF_WEIGHTS_FILE, load_tf_weights
 
 logger = logging.getLogger(__name__)
@@ -241,8 +241,7 @@ def _load_tf_model(folder: Path, auto_class: Any, *, trust_remote_code: bool, dt
         )
     except (ValueError, TypeError) as err:
         raise ModelLoadError(
-            f"Could not build {auto_class.__name__} from '{folder}/config.json': "
-            f"{_first_line(err)}",
+            f"Could not build {auto_class.__name__} from '{folder}/config.json': {first_line(err)}",
             model=str(folder),
         ) from err
     report = load_tf_weights(model, folder / TF_WEIGHTS_FILE)
@@ -259,7 +258,7 @@ def _load_failure(folder: Path, auto_class: Any, err: Exception) -> ModelLoadErr
     """One line that says which file is wrong and what to do about it."""
     import pickle
 
-    text = _first_line(err)
+    text = first_line(err)
     weights = next((folder / n for n in WEIGHT_FILES if (folder / n).is_file()), None)
     name = weights.name if weights else "the weights"
     if type(err).__name__ == "SafetensorError" or "deserializing header" in text:
@@ -359,11 +358,6 @@ def load_tokenizer(
             "No usable tokenizer in '%s' (%s): the export works, but the folder cannot be used "
             "with the tokenizer-based API or pipelines.",
             folder,
-            _first_line(err),
+            first_line(err),
         )
         return None
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from onnxport.errors import ModelLoadError
+from onnxport.errors import ModelLoadError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def read_h5_weights(path: Path) -> dict[str, np.ndarray]:
                     weights[key] = value
     except (OSError, KeyError, ValueError) as err:
         raise ModelLoadError(
-            f"'{path}' is not a readable Keras weights file ({_first_line(err)}). Re-download "
+            f"'{path}' is not a readable Keras weights file ({first_line(err)}). Re-download "
             "or re-save the TensorFlow checkpoint.",
             model=str(path),
         ) from err
@@ -240,8 +240,3 @@ def _listed(names: list[str]) -> str:
     shown = ", ".join(names[:_MAX_LISTED])
     more = len(names) - _MAX_LISTED
     return shown + (f" and {more} more" if more > 0 else "")
-
-
-def _first_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0] if lines else type(err).__name__

@@ -29,7 +29,7 @@ import torch
 from onnxport.adapters import ADAPTERS
 from onnxport.capture import GraphModule
 from onnxport.dummy import InputShape, trace_shape
-from onnxport.errors import ExportOptionError, TFLiteError, ValidationError
+from onnxport.errors import ExportOptionError, TFLiteError, ValidationError, first_line
 from onnxport.exporter import load_for_export
 from onnxport.postprocess import check_output_dir, save_side_files, staged_output
 from onnxport.spec import (
@@ -203,7 +203,7 @@ def _convert(
     except Exception as err:
         raise TFLiteError(
             f"litert-torch could not convert '{spec.model_type}' for {spec.task}: "
-            f"{_first_line(err)}. Set ONNXPORT_DEBUG=1 for the traceback."
+            f"{first_line(err, 300)}. Set ONNXPORT_DEBUG=1 for the traceback."
         ) from err
     if quantize is not None:
         data = _quantize(data, quantize)
@@ -230,7 +230,9 @@ def _quantize(data: bytes, mode: str) -> bytes:
         with _quiet_converter():
             result = tool.quantize(enable_progress_bar=False, enable_progress_report=False)
     except Exception as err:
-        raise TFLiteError(f"ai-edge-quantizer could not apply {mode}: {_first_line(err)}") from err
+        raise TFLiteError(
+            f"ai-edge-quantizer could not apply {mode}: {first_line(err, 300)}"
+        ) from err
     if result.quantized_model is None:
         raise TFLiteError(f"ai-edge-quantizer returned no model for {mode}.")
     return bytes(result.quantized_model)
@@ -332,7 +334,7 @@ def _to_tflite(tensor: torch.Tensor) -> np.ndarray:
 
 
 def _tflite_dtype(tensor: torch.Tensor) -> str:
-    return str(_to_tflite(tensor[:0] if tensor.ndim else tensor).dtype)
+    return str(_to_tflite(tensor).dtype)
 
 
 def _shapes(sample: dict[str, torch.Tensor]) -> str:
@@ -352,8 +354,3 @@ def _version(package: str) -> str:
         return version(package)
     except PackageNotFoundError:
         return "unknown"
-
-
-def _first_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return (lines[0] if lines else type(err).__name__)[:300]
