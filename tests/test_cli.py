@@ -73,3 +73,18 @@ def test_readme_tables_are_generated() -> None:
     start = readme.index("<!-- support:start -->") + len("<!-- support:start -->")
     end = readme.index("<!-- support:end -->")
     assert readme[start:end].strip() == markdown_tables().strip(), "run `make docs`"
+
+
+def test_cli_hides_optional_package_import_chatter() -> None:
+    # transformers probes torchao (installed by the tflite extra), which logs warnings about
+    # CUDA kernels at import; the CLI's logging set-up keeps them off the user's terminal.
+    code = (
+        "from onnxport.cli.main import _configure_logging; _configure_logging(False); "
+        "from transformers import pipeline"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Failed to load" not in result.stderr
+    assert "natively supported" not in result.stderr

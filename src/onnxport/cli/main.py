@@ -609,6 +609,10 @@ def _configure_logging(verbose: bool) -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     logger.propagate = False
+    # Import-time chatter of optional packages that transformers probes (torchao, pulled in by
+    # the tflite extra, warns about CUDA kernels and pytree enums): not the user's business.
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.ERROR)
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
