@@ -25,7 +25,15 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.mark.parametrize("model_type", ["bert", "distilbert", "mobilebert"])
+# BERT covers every encoder task in the default suite; the other two run in `make test-slow`.
+@pytest.mark.parametrize(
+    "model_type",
+    [
+        "bert",
+        pytest.param("distilbert", marks=pytest.mark.slow),
+        pytest.param("mobilebert", marks=pytest.mark.slow),
+    ],
+)
 @pytest.mark.parametrize("task", ENCODER_TASKS)
 def test_encoder_tasks_convert_and_validate(
     model_type: str, task: str, tmp_path: Path, checkpoint, capsys: pytest.CaptureFixture[str]
