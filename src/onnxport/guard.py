@@ -18,6 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from onnxport.errors import VariantError
+from onnxport.variants import exported_task
 
 logger = logging.getLogger(__name__)
 
@@ -271,17 +272,9 @@ def compare(
     task: str | None = None,
 ) -> AccuracyReport:
     """Compare graph `candidate` with `reference` (file names in `folder`) on `texts`."""
-    task = task or _task_of(folder / reference)
+    task = task or exported_task(folder / reference)
     texts = texts or list(EVAL_TEXTS)
     tokenizer = load_tokenizer(folder)
     if task in GENERATIVE_TASKS:
         return compare_generative(folder, reference, candidate, task, texts, tokenizer)
     return compare_encoder(folder, reference, candidate, task, texts, tokenizer)
-
-
-def _task_of(path: Path) -> str:
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    meta = {p.key: p.value for p in model.metadata_props}
-    return meta.get("task", "feature-extraction")

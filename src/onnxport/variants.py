@@ -37,6 +37,13 @@ def base_graphs(folder: Path) -> tuple[str, ...]:
     )
 
 
+def exported_task(path: Path) -> str:
+    """The task recorded in an exported graph's metadata (`feature-extraction` when absent)."""
+    model = onnx.load(str(path), load_external_data=False)
+    meta = {prop.key: prop.value for prop in model.metadata_props}
+    return meta.get("task", "feature-extraction")
+
+
 def variant_file(base: str, tag: str) -> str:
     """`model.onnx` + `O2` -> `model_O2.onnx`."""
     stem = base.removesuffix(".onnx")
