@@ -140,6 +140,26 @@ class TFLiteError(OnnxportError, RuntimeError):
     exit_code = EXIT_FAILED
 
 
+class RequestError(OnnxportError, ValueError):
+    """One input to a served or batch-run model is wrong (step: request).
+
+    `status` is the HTTP status the server answers with: 400 malformed, 413 too large,
+    422 well-formed but not what the model takes.
+    """
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ServeError(OnnxportError, RuntimeError):
+    """`onnxport serve` cannot start: extra missing, folder or task unsupported, port busy."""
+
+
+class BatchError(OnnxportError, RuntimeError):
+    """`onnxport batch` cannot run: input file or column wrong, output in the way."""
+
+
 # A full disk, a size limit, a read-only or forbidden folder.
 _WRITE_ERRNOS = frozenset(
     {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}

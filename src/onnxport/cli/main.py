@@ -18,7 +18,9 @@ from types import FrameType
 from typing import Any
 
 from onnxport._version import __version__
+from onnxport.cli import scale
 from onnxport.errors import EXIT_FAILED, EXIT_OK, EXIT_USER_ERROR, OnnxportError
+from onnxport.logs import quiet_import_chatter
 
 logger = logging.getLogger("onnxport")
 
@@ -28,6 +30,8 @@ EXAMPLES = """examples:
   onnxport optimize out/ -O2
   onnxport quantize out/ --mode int8-dynamic --min-cosine 0.995
   onnxport benchmark out/ --shapes 1x128,8x128 --output report/
+  onnxport serve out/ --replicas 2 --port 8000
+  onnxport batch out/ --input reviews.jsonl --column text --output scored.parquet
   onnxport tasks
   onnxport architectures
   onnxport coverage --model-types bert,gpt2 --jobs 2
@@ -272,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     archs.add_argument("--markdown", action="store_true", help="print the README tables")
 
     _add_variant_commands(commands)
+    scale.add_commands(commands)
 
     coverage = commands.add_parser(
         "coverage",
@@ -592,6 +597,8 @@ COMMANDS = {
     "quantize": _cmd_quantize,
     "benchmark": _cmd_benchmark,
     "coverage": _cmd_coverage,
+    "serve": scale.cmd_serve,
+    "batch": scale.cmd_batch,
 }
 
 
@@ -609,10 +616,7 @@ def _configure_logging(verbose: bool) -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     logger.propagate = False
-    # Import-time chatter of optional packages that transformers probes (torchao, pulled in by
-    # the tflite extra, warns about CUDA kernels and pytree enums): not the user's business.
-    for name in ("torchao", "torch.utils._pytree"):
-        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.ERROR)
+    quiet_import_chatter(verbose)
     import transformers
 
     transformers.utils.logging.set_verbosity_error()

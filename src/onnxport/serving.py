@@ -1,0 +1,316 @@
+"""An exported folder's pipeline run on batches of untrusted inputs: what serve and batch share.
+
+`PipelineRunner` loads the folder's pipeline once (one ONNX Runtime session), checks every
+input before it reaches the model (type, mask token, length) with a one-line `RequestError`,
+runs many inputs as one padded batch, and returns for each input what the in-process
+pipeline answers for it (`dumps` writes it as JSON, `to_json` as plain Python values). It
+imports nothing from Ray, so it is tested and used the same way in a Ray Serve replica, a Ray
+Data actor, or a plain process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from onnxport.errors import RequestError, ServeError, first_line
+
+# Tasks that serve and batch take, and the JSON each input must be. Generation (many model
+# calls per input) and image/audio inputs are not served yet.
+INPUT_KINDS = {
+    "feature-extraction": "text",
+    "fill-mask": "text",
+    "text-classification": "text-or-pair",
+    "token-classification": "text",
+    "question-answering": "question-context",
+}
+SERVE_TASKS = tuple(INPUT_KINDS)
+# One request may carry a list of inputs; more than this is refused (HTTP 413).
+MAX_INPUTS_PER_REQUEST = 256
+_NO_LIMIT = 1 << 30  # models without a position table (none of the served ones so far)
+# JSON Schema of one input, per kind (used for the OpenAPI description).
+INPUT_SCHEMAS: dict[str, dict[str, Any]] = {
+    "text": {"type": "string", "minLength": 1},
+    "text-or-pair": {
+        "oneOf": [
+            {"type": "string", "minLength": 1},
+            {
+                "type": "object",
+                "required": ["text", "text_pair"],
+                "properties": {"text": {"type": "string"}, "text_pair": {"type": "string"}},
+            },
+        ]
+    },
+    "question-context": {
+        "type": "object",
+        "required": ["question", "context"],
+        "properties": {"question": {"type": "string"}, "context": {"type": "string"}},
+    },
+}
+_KIND_WORDS = {
+    "text": "a non-empty string",
+    "text-or-pair": 'a non-empty string or {"text": ..., "text_pair": ...}',
+    "question-context": '{"question": ..., "context": ...} with two strings',
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one input gave: the pipeline's answer (JSON-ready via `dumps`), or why it failed."""
+
+    value: Any = None
+    error: RequestError | None = None
+
+
+def to_json(value: Any) -> Any:
+    """Pipeline output -> plain JSON values (numpy scalars and arrays become numbers/lists)."""
+    if isinstance(value, dict):
+        return {str(key): to_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return to_json(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if hasattr(value, "tolist"):  # torch tensors
+        return to_json(value.tolist())
+    return value
+
+
+def model_task(model_dir: str | Path) -> str:
+    """The task an exported folder was exported for, refused when serve/batch cannot run it."""
+    from onnxport.variants import base_graphs, exported_task
+
+    folder = Path(model_dir)
+    try:
+        graphs = base_graphs(folder)
+    except Exception as err:
+        raise ServeError(str(err)) from err
+    task = exported_task(folder / graphs[-1])
+    if task not in INPUT_KINDS:
+        raise ServeError(
+            f"'{folder}' holds a {task} model; serve and batch run {', '.join(SERVE_TASKS)}. "
+            "Call it from Python with onnxport.pipeline() instead."
+        )
+    return task
+
+
+class PipelineRunner:
+    """One exported folder's pipeline, fed checked inputs in batches.
+
+    Example:
+        >>> runner = PipelineRunner("out/")  # doctest: +SKIP
+        >>> [o.value for o in runner.run(["great film", "dull"])]  # doctest: +SKIP
+        [{'label': 'POSITIVE', 'score': 0.99}, {'label': 'NEGATIVE', 'score': 0.98}]
+
+    """
+
+    def __init__(
+        self, model_dir: str | Path, *, threads: int | None = None, file_name: str | None = None
+    ) -> None:
+        import onnxruntime as ort
+
+        from onnxport.pipelines import pipeline
+        from onnxport.runtime import ORT_MODEL_CLASSES
+
+        self.model_dir = Path(model_dir)
+        self.task = model_task(self.model_dir)
+        self.kind = INPUT_KINDS[self.task]
+        model_class = ORT_MODEL_CLASSES[self.task]
+        options = model_class.default_session_options()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        model = model_class.from_pretrained(
+            self.model_dir, session_options=options, file_name=file_name
+        )
+        self.pipeline = pipeline(self.task, model)
+        self.tokenizer = self.pipeline.tokenizer
+        self.max_tokens = _max_tokens(self.tokenizer, model.config)
+        self.mask_token = getattr(self.tokenizer, "mask_token", None)
+
+    # --- checking ----------------------------------------------------------------------------
+    def split(self, inputs: Any) -> tuple[list[Any], bool]:
+        """A request's `inputs` -> (list of single inputs, whether it was a list)."""
+        if isinstance(inputs, list):
+            if not inputs:
+                raise RequestError("'inputs' is an empty list; send at least one input.")
+            if len(inputs) > MAX_INPUTS_PER_REQUEST:
+                raise RequestError(
+                    f"'inputs' has {len(inputs)} items; send at most {MAX_INPUTS_PER_REQUEST} "
+                    "per request.",
+                    status=413,
+                )
+            return list(inputs), True
+        return [inputs], False
+
+    def check(self, item: Any) -> Any:
+        """Refuse an input the model cannot take, with a one-line reason; else return it."""
+        if self.kind == "question-context":
+            if not isinstance(item, dict) or not all(
+                isinstance(item.get(key), str) and item[key].strip()
+                for key in ("question", "context")
+            ):
+                raise RequestError(f"Each input must be {_KIND_WORDS[self.kind]}.", status=422)
+            self._check_length(item["question"], None, what="question")
+            return {"question": item["question"], "context": item["context"]}
+        if self.kind == "text-or-pair" and isinstance(item, dict):
+            if set(item) != {"text", "text_pair"} or not all(
+                isinstance(v, str) and v for v in item.values()
+            ):
+                raise RequestError(f"Each input must be {_KIND_WORDS[self.kind]}.", status=422)
+            self._check_length(item["text"], item["text_pair"])
+            return {"text": item["text"], "text_pair": item["text_pair"]}
+        if not isinstance(item, str) or not item.strip():
+            shown = "an empty string" if item == "" else f"{type(item).__name__} {_short(item)}"
+            raise RequestError(
+                f"Each input must be {_KIND_WORDS[self.kind]}, not {shown}.", status=422
+            )
+        if self.task == "fill-mask" and self.mask_token and self.mask_token not in item:
+            raise RequestError(
+                f"A fill-mask input needs the mask token {self.mask_token}, as in "
+                f"'Paris is the {self.mask_token} of France.'",
+                status=422,
+            )
+        self._check_length(item, None)
+        return item
+
+    def _check_length(self, text: str, pair: str | None, *, what: str = "input") -> None:
+        count = len(self.tokenizer(text, pair)["input_ids"])  # with special tokens
+        if count > self.max_tokens:
+            raise RequestError(
+                f"The {what} is {count} tokens long; this model takes at most "
+                f"{self.max_tokens}. Shorten it or split it.",
+                status=413,
+            )
+
+    # --- running -----------------------------------------------------------------------------
+    def run(self, items: Sequence[Any], *, checked: bool = False) -> list[Outcome]:
+        """Check (unless `checked`) and run `items` as one batch; one `Outcome` each, in order.
+
+        If the batch fails as a whole, each input is run alone, so one bad input fails alone.
+        """
+        outcomes: list[Outcome | None] = [None] * len(items)
+        good: list[tuple[int, Any]] = []
+        for index, item in enumerate(items):
+            try:
+                good.append((index, item if checked else self.check(item)))
+            except RequestError as err:
+                outcomes[index] = Outcome(error=err)
+        try:
+            values = self._predict([item for _, item in good])
+            for (index, _), value in zip(good, values, strict=True):
+                outcomes[index] = Outcome(value=value)
+        except Exception:
+            for index, item in good:
+                try:
+                    outcomes[index] = Outcome(value=self._predict([item])[0])
+                except Exception as err:
+                    outcomes[index] = Outcome(
+                        error=RequestError(f"The model failed on this input: {first_line(err)}")
+                    )
+        return [outcome or Outcome(error=RequestError("not run")) for outcome in outcomes]
+
+    def answer(self, inputs: Any, values: list[Any]) -> Any:
+        """Per-input values -> what `pipeline(inputs)` itself returns for the request."""
+        if isinstance(inputs, list):
+            return values
+        # The text-classification pipeline wraps its answer to a single string in a list.
+        if self.task == "text-classification" and isinstance(inputs, str):
+            return [values[0]]
+        return values[0]
+
+    def _predict(self, items: list[Any]) -> list[Any]:
+        if self.kind == "question-context":  # QA windows do not collate into batches
+            return list(self.pipeline(_generate(items), batch_size=1))
+        lengths = [self._token_count(item) for item in items]
+        answers: list[Any] = [None] * len(items)
+        for group in length_groups(lengths):
+            chunk = [items[i] for i in group]
+            done = self._run_group(chunk, [lengths[i] for i in group])
+            for index, answer in zip(group, done, strict=True):
+                answers[index] = answer
+        return answers
+
+    def _run_group(self, chunk: list[Any], lengths: list[int]) -> list[Any]:
+        # A generator makes the pipeline stream one answer per input, with none of the
+        # single-vs-list special cases of its __call__.
+        if self.task != "feature-extraction":
+            return list(self.pipeline(_generate(chunk), batch_size=len(chunk)))
+        # Token embeddings stay float32 arrays (return_tensors): turning them into Python
+        # floats costs more than the model on short inputs; `dumps` writes arrays directly.
+        answers = self.pipeline(_generate(chunk), batch_size=len(chunk), return_tensors=True)
+        left = self._left_padded
+        return [_unpad(out, n, left) for out, n in zip(answers, lengths, strict=True)]
+
+    @property
+    def _left_padded(self) -> bool:
+        return getattr(self.tokenizer, "padding_side", "right") == "left"
+
+    def _token_count(self, item: Any) -> int:
+        if isinstance(item, dict):
+            return len(self.tokenizer(item["text"], item["text_pair"])["input_ids"])
+        return len(self.tokenizer(item)["input_ids"])
+
+
+def length_groups(lengths: Sequence[int], slack: float = 1.25) -> list[list[int]]:
+    """Indices grouped by similar length, so padding adds at most `slack` x the real tokens.
+
+    A batch is padded to its longest input; mixing 4- and 20-token inputs nearly doubles the
+    work. Sorted by length, an input joins the current group while the group padded to it
+    stays within `slack` of the group's real token count.
+    """
+    groups: list[list[int]] = []
+    total = 0
+    for index in sorted(range(len(lengths)), key=lengths.__getitem__):
+        length = lengths[index]
+        group = groups[-1] if groups else None
+        if group is not None and (len(group) + 1) * length <= slack * (total + length):
+            group.append(index)
+            total += length
+        else:
+            groups.append([index])
+            total = length
+    return groups
+
+
+def _unpad(answer: Any, count: int, left: bool) -> np.ndarray:
+    # The pipeline returns batched feature-extraction outputs at the padded length;
+    # cut each back to its own tokens so it equals the pipeline's answer for it alone.
+    rows = answer.numpy() if hasattr(answer, "numpy") else np.asarray(answer)
+    return rows[:, -count:] if left else rows[:, :count]
+
+
+def dumps(value: Any) -> bytes:
+    """JSON bytes of a pipeline answer; numpy arrays and scalars written natively (orjson)."""
+    import orjson
+
+    return orjson.dumps(value, default=_plain, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "tolist"):  # torch tensors, numpy types orjson does not take
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _generate(items: list[Any]) -> Iterator[Any]:
+    yield from items
+
+
+def _max_tokens(tokenizer: Any, config: Any) -> int:
+    """Longest input the model takes: the tokenizer's limit or the position table's size."""
+    limits = [getattr(tokenizer, "model_max_length", None)]
+    limits.append(getattr(config, "max_position_embeddings", None))
+    usable = [int(v) for v in limits if isinstance(v, (int, float)) and 0 < v < 1_000_000]
+    return min(usable) if usable else _NO_LIMIT
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
