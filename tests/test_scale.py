@@ -106,13 +106,10 @@ def minilm(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def ray_instance() -> Iterator[None]:
     import ray
 
-    ray.init(
-        address="local",
-        num_cpus=2,
-        object_store_memory=256 * 1024**2,
-        include_dashboard=False,
-        logging_level="WARNING",
-    )
+    from onnxport.raycluster import connect
+
+    # onnxport's own start-up path (and its settings for a busy machine), with 2 CPUs.
+    assert connect(None, ServeError, num_cpus=2, object_store_memory=256 * 1024**2)
     yield
     ray.shutdown()
 
@@ -181,6 +178,36 @@ def test_fill_mask_needs_the_mask_token(exported) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("model_type", "task"), [("gpt2", "text-generation"), ("t5", "text2text-generation")]
+)
+def test_generation_answers_equal_the_pipeline(model_type: str, task: str, exported) -> None:
+    folder = exported(model_type, task)
+    runner = PipelineRunner(folder)
+    reference = pipeline(task, folder)
+    prompts = ["Hello there", "The weather today is", "A"]
+    # Greedy: GPT-2's config asks its pipeline to sample, which no two runs would agree on.
+    parameters = runner.check_parameters({"max_new_tokens": 6, "do_sample": False})
+    outcomes = runner.run(prompts, parameters=parameters)
+    for prompt, outcome in zip(prompts, outcomes, strict=True):
+        assert outcome.error is None, outcome.error
+        assert to_json(outcome.value) == to_json(reference(prompt, **parameters))
+    refused = [
+        {"max_new_tokens": 0},
+        {"max_new_tokens": "5"},
+        {"do_sample": 1},
+        {"temperature": 2},
+        [1],
+    ]
+    for bad in refused:
+        with pytest.raises(RequestError) as caught:
+            runner.check_parameters(bad)
+        assert caught.value.status == 422
+    if task == "text-generation":  # the prompt and the new tokens share the position table
+        with pytest.raises(RequestError, match="with 512 new token"):
+            runner.check("word " * 10, {"max_new_tokens": 512})
+
+
 def test_unsupported_task_and_missing_folder_are_one_line(
     exported, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -202,8 +229,9 @@ def test_unsupported_task_and_missing_folder_are_one_line(
 class TestServe:
     @pytest.fixture(scope="class")
     def services(
-        self, ray_instance: None, text_classifier: Path, minilm: Path
+        self, ray_instance: None, text_classifier: Path, minilm: Path, exported
     ) -> Iterator[dict[str, str]]:
+        generator_dir = exported("gpt2", "text-generation")
         from ray import serve as ray_serve
 
         from onnxport import serve
@@ -216,7 +244,10 @@ class TestServe:
         # The Python API: the application object, run by Ray Serve itself.
         app = serve.deployment(minilm, cpus_per_replica=0.5, threads=1, max_batch_size=8)
         ray_serve.run(app, name="minilm", route_prefix="/minilm")
-        yield {"tc": service.url, "minilm": f"http://127.0.0.1:{port}/minilm"}
+        generator = serve.deployment(generator_dir, cpus_per_replica=0.5, threads=1)
+        ray_serve.run(generator, name="gpt2", route_prefix="/gpt2")
+        root = f"http://127.0.0.1:{port}"
+        yield {"tc": service.url, "minilm": f"{root}/minilm", "gpt2": f"{root}/gpt2"}
         ray_serve.shutdown()
 
     @pytest.mark.parametrize("name", ["tc", "minilm"])
@@ -245,6 +276,11 @@ class TestServe:
             (call(f"{url}/predict", b'{"input": "x"}'), 422, "'inputs'"),
             (call(f"{url}/predict", b'["x"]'), 422, "'inputs'"),
             (call(f"{url}/predict", b'{"inputs": "x", "top_k": 3}'), 422, "Unknown field"),
+            (
+                call(f"{url}/predict", b'{"inputs": "x", "parameters": {"max_new_tokens": 2}}'),
+                422,
+                "text-classification takes: none",
+            ),
             (predict(url, 42), 422, "not int 42"),
             (predict(url, ["fine", {"a": 1}]), 422, "inputs[1]: "),
             (predict(url, []), 400, "empty list"),
@@ -269,6 +305,23 @@ class TestServe:
             200,
             {"status": "ok", "task": "text-classification", "model": "model"},
         )
+
+    def test_generation_with_parameters(self, services: dict[str, str], exported) -> None:
+        reference = pipeline("text-generation", exported("gpt2", "text-generation"))
+        settings = {"max_new_tokens": 5, "do_sample": False}
+        prompts = ["Hello there", "Once upon a time", "A", "The weather"]
+        body = lambda p: json.dumps({"inputs": p, "parameters": settings}).encode()  # noqa: E731
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(
+                pool.map(lambda p: call(f"{services['gpt2']}/predict", body(p)), prompts * 2)
+            )
+        for prompt, (status, answer) in zip(prompts * 2, answers, strict=True):
+            assert status == 200, answer
+            assert answer == to_json(reference(prompt, **settings))
+        bad = json.dumps({"inputs": "x", "parameters": {"max_new_tokens": 9999}}).encode()
+        status, answer = call(f"{services['gpt2']}/predict", bad)
+        assert status == 422
+        assert "'max_new_tokens' must be a whole number from 1 to 512" in answer["error"]
 
     def test_openapi_describes_the_routes(self, services: dict[str, str]) -> None:
         status, spec = call(f"{services['minilm']}/openapi.json", method="GET")

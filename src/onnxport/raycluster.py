@@ -13,6 +13,15 @@ from typing import Any
 
 from onnxport.errors import OnnxportError, first_line
 
+# Settings for a local instance this process starts (a user's own values win). On a busy
+# machine Ray Serve's HTTP proxy can take longer than its 5 s readiness check to start, and
+# three misses kill it ("The actor died unexpectedly"); give start-up and health checks room.
+# Ray's processes read these from the environment they inherit from this one.
+LOCAL_ENVIRONMENT = {
+    "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60",
+    "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "30",
+}
+
 
 def require_ray(error: type[OnnxportError], what: str) -> None:
     """Refuse in one line when the `serve` extra (Ray Serve, Ray Data) is not installed."""
@@ -38,6 +47,9 @@ def connect(address: str | None, error: type[OnnxportError], **init_kwargs: Any)
     if ray.is_initialized():
         return "the Ray instance already running in this process"
     target = address or os.environ.get("RAY_ADDRESS") or "local"
+    if target == "local":
+        for name, value in LOCAL_ENVIRONMENT.items():
+            os.environ.setdefault(name, value)
     try:
         ray.init(
             address=target,

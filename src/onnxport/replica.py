@@ -22,6 +22,8 @@ from onnxport.serving import (
     INPUT_KINDS,
     INPUT_SCHEMAS,
     MAX_INPUTS_PER_REQUEST,
+    PARAMETERS,
+    Outcome,
     PipelineRunner,
     dumps,
 )
@@ -79,22 +81,24 @@ class ModelServer:
             return _error(400, f'The body is not JSON ({err}); send {{"inputs": ...}}.')
         if not isinstance(payload, dict) or "inputs" not in payload:
             return _error(422, "The body must be a JSON object with 'inputs': {\"inputs\": ...}.")
-        extra = sorted(set(payload) - {"inputs"})
+        extra = sorted(set(payload) - {"inputs", "parameters"})
         if extra:
-            return _error(422, f"Unknown field(s) {', '.join(extra)}; send only 'inputs'.")
+            return _error(422, f"Unknown field(s) {', '.join(extra)}; send 'inputs'.")
         inputs = payload["inputs"]
         try:
+            parameters = self.runner.check_parameters(payload.get("parameters"))
             items, was_list = self.runner.split(inputs)
             checked = []
             for index, item in enumerate(items):
                 try:
-                    checked.append(self.runner.check(item))
+                    checked.append(self.runner.check(item, parameters))
                 except RequestError as err:
                     where = f"inputs[{index}]: " if was_list else ""
                     raise RequestError(f"{where}{err}", status=err.status) from err
         except RequestError as err:
             return _error(err.status, str(err))
-        outcomes = await asyncio.gather(*(self._run_batch(item) for item in checked))
+        key = tuple(sorted(parameters.items()))
+        outcomes = await asyncio.gather(*(self._run_batch((item, key)) for item in checked))
         for index, outcome in enumerate(outcomes):
             if outcome.error is not None:
                 where = f"inputs[{index}]: " if was_list else ""
@@ -103,15 +107,41 @@ class ModelServer:
         return Response(dumps(answer), media_type="application/json")
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def _run_batch(self, items: list[Any]) -> list[Any]:
+    async def _run_batch(self, requests: list[tuple[Any, tuple[Any, ...]]]) -> list[Outcome]:
         # The model runs in a worker thread so this replica keeps accepting (and checking)
         # requests meanwhile; they form the next batch.
-        return await asyncio.to_thread(self.runner.run, items, checked=True)
+        return await asyncio.to_thread(self._run_grouped, requests)
+
+    def _run_grouped(self, requests: list[tuple[Any, tuple[Any, ...]]]) -> list[Outcome]:
+        """Run a batch, one pipeline call per distinct set of parameters."""
+        outcomes: list[Outcome | None] = [None] * len(requests)
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for index, (_, key) in enumerate(requests):
+            groups.setdefault(key, []).append(index)
+        for key, indices in groups.items():
+            items = [requests[i][0] for i in indices]
+            done = self.runner.run(items, checked=True, parameters=dict(key))
+            for index, outcome in zip(indices, done, strict=True):
+                outcomes[index] = outcome
+        return [o or Outcome(error=RequestError("not run")) for o in outcomes]
 
 
 def openapi(task: str, name: str) -> dict[str, Any]:
     """A short OpenAPI 3.1 description of the three routes, with this task's input schema."""
     item = INPUT_SCHEMAS[INPUT_KINDS[task]]
+    allowed = PARAMETERS.get(task, {})
+    parameters = {
+        "parameters": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                name: {"type": "boolean"}
+                if bounds is None
+                else {"type": "integer", "minimum": bounds[0], "maximum": bounds[1]}
+                for name, bounds in allowed.items()
+            },
+        }
+    } if allowed else {}  # fmt: skip
     inputs = {"oneOf": [item, {"type": "array", "items": item, "maxItems": MAX_INPUTS_PER_REQUEST}]}
     error = {
         "description": "One-line reason",
@@ -135,7 +165,7 @@ def openapi(task: str, name: str) -> dict[str, Any]:
                                 "schema": {
                                     "type": "object",
                                     "required": ["inputs"],
-                                    "properties": {"inputs": inputs},
+                                    "properties": {"inputs": inputs, **parameters},
                                     "additionalProperties": False,
                                 }
                             }

@@ -19,16 +19,23 @@ import numpy as np
 
 from onnxport.errors import RequestError, ServeError, first_line
 
-# Tasks that serve and batch take, and the JSON each input must be. Generation (many model
-# calls per input) and image/audio inputs are not served yet.
+# Tasks that serve and batch take, and the JSON each input must be (image and audio inputs
+# are not served yet).
 INPUT_KINDS = {
     "feature-extraction": "text",
     "fill-mask": "text",
     "text-classification": "text-or-pair",
     "token-classification": "text",
     "question-answering": "question-context",
+    "text-generation": "text",
+    "text2text-generation": "text",
 }
 SERVE_TASKS = tuple(INPUT_KINDS)
+GENERATION_TASKS = frozenset({"text-generation", "text2text-generation"})
+# Request "parameters" each task takes: whole numbers with their range, or true/false (None).
+PARAMETERS: dict[str, dict[str, tuple[int, int] | None]] = {
+    task: {"max_new_tokens": (1, 512), "do_sample": None} for task in GENERATION_TASKS
+}
 # One request may carry a list of inputs; more than this is refused (HTTP 413).
 MAX_INPUTS_PER_REQUEST = 256
 _NO_LIMIT = 1 << 30  # models without a position table (none of the served ones so far)
@@ -149,7 +156,37 @@ class PipelineRunner:
             return list(inputs), True
         return [inputs], False
 
-    def check(self, item: Any) -> Any:
+    def check_parameters(self, parameters: Any) -> dict[str, Any]:
+        """Refuse request parameters the task does not take; else return them as a dict."""
+        if parameters is None:
+            return {}
+        allowed = PARAMETERS.get(self.task, {})
+        if not isinstance(parameters, dict):
+            raise RequestError("'parameters' must be a JSON object.", status=422)
+        unknown = sorted(set(parameters) - set(allowed))
+        if unknown:
+            takes = ", ".join(allowed) if allowed else "none"
+            raise RequestError(
+                f"Unknown parameter(s) {', '.join(unknown)}; {self.task} takes: {takes}.",
+                status=422,
+            )
+        for name, value in parameters.items():
+            bounds = allowed[name]
+            if bounds is None:
+                if not isinstance(value, bool):
+                    raise RequestError(
+                        f"'{name}' must be true or false, not {value!r}.", status=422
+                    )
+                continue
+            low, high = bounds
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise RequestError(
+                    f"'{name}' must be a whole number from {low} to {high}, not {value!r}.",
+                    status=422,
+                )
+        return dict(parameters)
+
+    def check(self, item: Any, parameters: dict[str, Any] | None = None) -> Any:
         """Refuse an input the model cannot take, with a one-line reason; else return it."""
         if self.kind == "question-context":
             if not isinstance(item, dict) or not all(
@@ -177,39 +214,54 @@ class PipelineRunner:
                 f"'Paris is the {self.mask_token} of France.'",
                 status=422,
             )
-        self._check_length(item, None)
+        # A decoder's prompt shares the position table with the tokens it generates.
+        new_tokens = (parameters or {}).get("max_new_tokens", 1)
+        room = new_tokens if self.task == "text-generation" else 0
+        self._check_length(item, None, room=room)
         return item
 
-    def _check_length(self, text: str, pair: str | None, *, what: str = "input") -> None:
+    def _check_length(
+        self, text: str, pair: str | None, *, what: str = "input", room: int = 0
+    ) -> None:
         count = len(self.tokenizer(text, pair)["input_ids"])  # with special tokens
-        if count > self.max_tokens:
+        limit = self.max_tokens - room
+        if count > limit:
+            extra = f" with {room} new token(s)" if room else ""
             raise RequestError(
                 f"The {what} is {count} tokens long; this model takes at most "
-                f"{self.max_tokens}. Shorten it or split it.",
+                f"{limit}{extra}. Shorten it or split it.",
                 status=413,
             )
 
     # --- running -----------------------------------------------------------------------------
-    def run(self, items: Sequence[Any], *, checked: bool = False) -> list[Outcome]:
+    def run(
+        self,
+        items: Sequence[Any],
+        *,
+        checked: bool = False,
+        parameters: dict[str, Any] | None = None,
+    ) -> list[Outcome]:
         """Check (unless `checked`) and run `items` as one batch; one `Outcome` each, in order.
 
-        If the batch fails as a whole, each input is run alone, so one bad input fails alone.
+        `parameters` (checked by `check_parameters`) go to the pipeline call. If the batch
+        fails as a whole, each input is run alone, so one bad input fails alone.
         """
+        parameters = parameters or {}
         outcomes: list[Outcome | None] = [None] * len(items)
         good: list[tuple[int, Any]] = []
         for index, item in enumerate(items):
             try:
-                good.append((index, item if checked else self.check(item)))
+                good.append((index, item if checked else self.check(item, parameters)))
             except RequestError as err:
                 outcomes[index] = Outcome(error=err)
         try:
-            values = self._predict([item for _, item in good])
+            values = self._predict([item for _, item in good], parameters)
             for (index, _), value in zip(good, values, strict=True):
                 outcomes[index] = Outcome(value=value)
         except Exception:
             for index, item in good:
                 try:
-                    outcomes[index] = Outcome(value=self._predict([item])[0])
+                    outcomes[index] = Outcome(value=self._predict([item], parameters)[0])
                 except Exception as err:
                     outcomes[index] = Outcome(
                         error=RequestError(f"The model failed on this input: {first_line(err)}")
@@ -225,9 +277,12 @@ class PipelineRunner:
             return [values[0]]
         return values[0]
 
-    def _predict(self, items: list[Any]) -> list[Any]:
-        if self.kind == "question-context":  # QA windows do not collate into batches
-            return list(self.pipeline(_generate(items), batch_size=1))
+    def _predict(self, items: list[Any], parameters: dict[str, Any]) -> list[Any]:
+        # QA windows do not collate into batches. Generation runs one prompt at a time: a
+        # padded batch changes the logits by float noise, enough to flip a greedy pick on a
+        # near tie, so its answers would not always equal the pipeline's for one prompt.
+        if self.kind == "question-context" or self.task in GENERATION_TASKS:
+            return list(self.pipeline(_generate(items), batch_size=1, **parameters))
         lengths = [self._token_count(item) for item in items]
         answers: list[Any] = [None] * len(items)
         for group in length_groups(lengths):
