@@ -10,6 +10,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import onnx
 import pytest
 
 from onnxport import pipeline
@@ -221,6 +223,23 @@ def test_unsupported_task_and_missing_folder_are_one_line(
     code, _, err = run_cli(["serve", str(folder), "--file", "model_O9.onnx"], capsys)
     assert code == 2
     assert_one_error_line(err, "No ONNX file 'model_O9.onnx'")
+    # A graph ONNX Runtime refuses fails before Ray starts, not as a replica's traceback.
+    broken = tmp_path / "broken"
+    shutil.copytree(folder, broken)
+    graph = onnx.load(str(broken / "model.onnx"))
+    graph.graph.node[0].op_type = "NoSuchOp"
+    onnx.save(graph, str(broken / "model.onnx"))
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"text": "a"}\n')
+    for command in (
+        ["serve", str(broken)],
+        ["batch", str(broken), "--input", str(rows), "--column", "text", "--output",
+         str(tmp_path / "out.parquet")],
+    ):  # fmt: skip
+        code, _, err = run_cli(command, capsys)
+        assert code == 2
+        assert_one_error_line(err, "ONNX Runtime cannot load")
+    assert not (tmp_path / "out.parquet").exists()
 
 
 # --- Ray Serve ----------------------------------------------------------------------------

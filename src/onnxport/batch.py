@@ -26,7 +26,7 @@ from typing import Any
 
 from onnxport.errors import BatchError, first_line
 from onnxport.raycluster import connect, require_ray
-from onnxport.serving import PipelineRunner, dumps, model_task
+from onnxport.serving import PipelineRunner, dumps, model_task, preflight
 
 DEFAULT_BATCH_SIZE = 32
 OUTPUT_COLUMN = "output"
@@ -120,6 +120,7 @@ def run(
     _check_output(output, source, force)
     if batch_size < 1:
         raise BatchError(f"--batch-size must be at least 1, not {batch_size}.")
+    preflight(model_dir, file_name)
     import ray
     import ray.data
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from onnxport.errors import ServeError, first_line
 from onnxport.raycluster import connect, require_ray
-from onnxport.serving import model_task
+from onnxport.serving import model_task, preflight
 
 DEFAULT_MAX_BATCH_SIZE = 16
 DEFAULT_BATCH_WAIT_MS = 2.0
@@ -123,6 +123,7 @@ def start(
     )
     if ingress not in INGRESSES:
         raise ServeError(f"Unknown ingress '{ingress}'; pick one of {', '.join(INGRESSES)}.")
+    task = preflight(model_dir, file_name)
     import ray
     from ray import serve
 
@@ -152,7 +153,7 @@ def start(
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     return Service(
         url=f"http://{shown}:{port}{route_prefix.rstrip('/')}",
-        task=model_task(model_dir),
+        task=task,
         model_dir=Path(model_dir).resolve(),
         replicas=replicas,
         max_batch_size=max_batch_size,

@@ -106,6 +106,18 @@ def model_task(model_dir: str | Path) -> str:
     return task
 
 
+def preflight(model_dir: str | Path, file_name: str | None = None) -> str:
+    """Load the folder's pipeline once here, before Ray places copies of it; returns the task.
+
+    A graph ONNX Runtime cannot load, or a missing tokenizer, then fails with onnxport's one
+    line instead of a replica's traceback streamed from the Ray cluster.
+    """
+    runner = PipelineRunner(model_dir, threads=1, file_name=file_name)
+    task = runner.task
+    del runner
+    return task
+
+
 class PipelineRunner:
     """One exported folder's pipeline, fed checked inputs in batches.
 
