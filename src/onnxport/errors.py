@@ -144,7 +144,7 @@ class RequestError(OnnxportError, ValueError):
     """One input to a served or batch-run model is wrong (step: request).
 
     `status` is the HTTP status the server answers with: 400 malformed, 413 too large,
-    422 well-formed but not what the model takes.
+    422 well-formed but not what the model takes, 500 the model failed on a checked input.
     """
 
     def __init__(self, message: str, *, status: int = 400) -> None:

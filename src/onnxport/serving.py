@@ -275,9 +275,9 @@ class PipelineRunner:
                 try:
                     outcomes[index] = Outcome(value=self._predict([item], parameters)[0])
                 except Exception as err:
-                    outcomes[index] = Outcome(
-                        error=RequestError(f"The model failed on this input: {first_line(err)}")
-                    )
+                    # Not the caller's mistake (the input passed every check): a 500.
+                    reason = f"The model failed on this input: {first_line(err, 300)}"
+                    outcomes[index] = Outcome(error=RequestError(reason, status=500))
         return [outcome or Outcome(error=RequestError("not run")) for outcome in outcomes]
 
     def answer(self, inputs: Any, values: list[Any]) -> Any:
