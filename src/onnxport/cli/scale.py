@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("Stopping...", flush=True)
     finally:
+        # A second Ctrl-C (or the signal reaching the whole process group) must not cut the
+        # shutdown short and leave Ray's processes behind.
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, signal.SIG_IGN)
         serve.stop(service.name, local=service.local)
     return EXIT_OK
 
