@@ -69,12 +69,9 @@ class _Predictor:
     def __init__(
         self, model_dir: str, column: str, threads: int | None, file_name: str | None
     ) -> None:
-        from transformers.utils import logging as hf_logging
+        from onnxport.logs import quiet_worker
 
-        from onnxport.logs import quiet_import_chatter
-
-        quiet_import_chatter()  # this runs in a fresh Ray worker process
-        hf_logging.set_verbosity_error()
+        quiet_worker()
         self.runner = PipelineRunner(model_dir, threads=threads, file_name=file_name)
         self.column = column
 

@@ -13,3 +13,11 @@ def quiet_import_chatter(verbose: bool = False) -> None:
     """Keep optional packages' import-time warnings off the terminal (all shown if verbose)."""
     for name in _IMPORT_CHATTER:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.ERROR)
+
+
+def quiet_worker() -> None:
+    """Set-up for a fresh Ray worker process that runs a pipeline: warnings and errors only."""
+    from transformers.utils import logging as hf_logging
+
+    quiet_import_chatter()
+    hf_logging.set_verbosity_error()

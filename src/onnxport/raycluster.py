@@ -36,6 +36,11 @@ def require_ray(error: type[OnnxportError], what: str) -> None:
             raise error(f"{what} needs Ray ({module} is missing): pip install 'onnxport[serve]'.")
 
 
+def target(address: str | None) -> str:
+    """Where `connect` goes: `address`, else `RAY_ADDRESS`, else "local" (a new instance)."""
+    return address or os.environ.get("RAY_ADDRESS") or "local"
+
+
 def connect(address: str | None, error: type[OnnxportError], **init_kwargs: Any) -> str:
     """Join the Ray cluster at `address` (or `RAY_ADDRESS`), else start a local one.
 
@@ -46,22 +51,22 @@ def connect(address: str | None, error: type[OnnxportError], **init_kwargs: Any)
 
     if ray.is_initialized():
         return "the Ray instance already running in this process"
-    target = address or os.environ.get("RAY_ADDRESS") or "local"
-    if target == "local":
+    where = target(address)
+    if where == "local":
         for name, value in LOCAL_ENVIRONMENT.items():
             os.environ.setdefault(name, value)
     try:
         ray.init(
-            address=target,
+            address=where,
             include_dashboard=False,
             logging_level=logging.WARNING,
             **init_kwargs,
         )
     except (ConnectionError, RuntimeError, ValueError) as err:
-        if target == "local":
+        if where == "local":
             raise error(f"Could not start a local Ray instance: {first_line(err)}") from err
         raise error(
-            f"Could not join the Ray cluster at '{target}': {first_line(err)}. Check the "
+            f"Could not join the Ray cluster at '{where}': {first_line(err)}. Check the "
             "address (ray://host:10001 or host:6379) and that the cluster is up."
         ) from err
-    return "a local Ray instance" if target == "local" else f"the Ray cluster at {target}"
+    return "a local Ray instance" if where == "local" else f"the Ray cluster at {where}"

@@ -44,12 +44,9 @@ class ModelServer:
         threads: int | None = None,
         file_name: str | None = None,
     ) -> None:
-        from transformers.utils import logging as hf_logging
+        from onnxport.logs import quiet_worker
 
-        from onnxport.logs import quiet_import_chatter
-
-        quiet_import_chatter()  # this runs in a fresh Ray worker process
-        hf_logging.set_verbosity_error()
+        quiet_worker()
         self.runner = PipelineRunner(model_dir, threads=threads, file_name=file_name)
         self.name = Path(model_dir).name
         batcher: Any = self._run_batch  # serve.batch adds these setters; its stubs omit them

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from onnxport.errors import ServeError, first_line
-from onnxport.raycluster import connect, require_ray
+from onnxport.raycluster import connect, require_ray, target
 from onnxport.serving import model_task, preflight
 
 DEFAULT_MAX_BATCH_SIZE = 16
@@ -127,7 +127,7 @@ def start(
     import ray
     from ray import serve
 
-    local = not (address or _env_address())
+    local = target(address) == "local"
     if local:
         _check_port_free(host, port)
     if ingress == "haproxy":
@@ -187,10 +187,6 @@ def wait_forever() -> None:
 
 
 _QUIET = {"log_level": "WARNING"}
-
-
-def _env_address() -> str | None:
-    return os.environ.get("RAY_ADDRESS") or None
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -206,15 +206,16 @@ class PipelineRunner:
                 for key in ("question", "context")
             ):
                 raise RequestError(f"Each input must be {_KIND_WORDS[self.kind]}.", status=422)
-            self._check_length(item["question"], None, what="question")
+            self._check_length(item["question"], what="question")
             return {"question": item["question"], "context": item["context"]}
         if self.kind == "text-or-pair" and isinstance(item, dict):
             if set(item) != {"text", "text_pair"} or not all(
                 isinstance(v, str) and v for v in item.values()
             ):
                 raise RequestError(f"Each input must be {_KIND_WORDS[self.kind]}.", status=422)
-            self._check_length(item["text"], item["text_pair"])
-            return {"text": item["text"], "text_pair": item["text_pair"]}
+            pair = {"text": item["text"], "text_pair": item["text_pair"]}
+            self._check_length(pair)
+            return pair
         if not isinstance(item, str) or not item.strip():
             shown = "an empty string" if item == "" else f"{type(item).__name__} {_short(item)}"
             raise RequestError(
@@ -229,13 +230,11 @@ class PipelineRunner:
         # A decoder's prompt shares the position table with the tokens it generates.
         new_tokens = (parameters or {}).get("max_new_tokens", 1)
         room = new_tokens if self.task == "text-generation" else 0
-        self._check_length(item, None, room=room)
+        self._check_length(item, room=room)
         return item
 
-    def _check_length(
-        self, text: str, pair: str | None, *, what: str = "input", room: int = 0
-    ) -> None:
-        count = len(self.tokenizer(text, pair)["input_ids"])  # with special tokens
+    def _check_length(self, item: Any, *, what: str = "input", room: int = 0) -> None:
+        count = self._token_count(item)
         limit = self.max_tokens - room
         if count > limit:
             extra = f" with {room} new token(s)" if room else ""
@@ -320,6 +319,7 @@ class PipelineRunner:
         return getattr(self.tokenizer, "padding_side", "right") == "left"
 
     def _token_count(self, item: Any) -> int:
+        """Tokens of a text or a {"text", "text_pair"} pair, special tokens included."""
         if isinstance(item, dict):
             return len(self.tokenizer(item["text"], item["text_pair"])["input_ids"])
         return len(self.tokenizer(item)["input_ids"])

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from onnxport.errors import EXIT_FAILED, EXIT_OK
+from onnxport.raycluster import target
 
 EXIT_INTERRUPTED = 130
 
@@ -131,7 +131,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt:
         print("Interrupted while starting; the service was stopped.", file=sys.stderr)
-        serve.stop(local=not (args.address or os.environ.get("RAY_ADDRESS")))
+        serve.stop(local=target(args.address) == "local")
         return EXIT_INTERRUPTED
     batching = "off" if service.max_batch_size == 1 else f"up to {service.max_batch_size} per batch"
     print(
