@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	# torch first and exactly pinned: a looser requirement would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,tflite,serve]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[exporters,dev,tflite,serve]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -23,7 +23,7 @@ import transformers
 from transformers import LlamaConfig, LlamaForCausalLM
 
 import onnxport
-from onnxport.optimize import optimize
+from onnxport.variants.optimize import optimize
 
 
 def build_model(folder: Path) -> LlamaForCausalLM:

@@ -41,8 +41,8 @@ from transformers import AutoModel, AutoTokenizer
 
 import onnxport
 from onnxport import demo
-from onnxport.benchmark import time_blocks
-from onnxport.guard import EVAL_TEXTS
+from onnxport.variants.benchmark import time_blocks
+from onnxport.variants.guard import EVAL_TEXTS
 
 GFLOP_PER_SEQUENCE = 2.87  # MiniLM-L6 at 128 tokens
 M_PER_SEQUENCE, K, N = 128, 384, 1536
@@ -147,8 +147,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="onnxport-minilm-"))
     folder = work / "onnxport"
     onnxport.export(checkpoint, folder)
-    from onnxport.optimize import optimize
-    from onnxport.quantize import quantize
+    from onnxport.variants.optimize import optimize
+    from onnxport.variants.quantize import quantize
 
     optimize(folder, 2)
     quantized = quantize(folder, "int8-dynamic", min_cosine=0.995)

@@ -175,7 +175,7 @@ def served(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from onnxport.serve import DEFAULT_BATCH_WAIT_MS
+    from onnxport.serve.app import DEFAULT_BATCH_WAIT_MS
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--model-dir", type=Path, help="an exported MiniLM (default: export it)")
@@ -188,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from onnxport import export
-    from onnxport.demo import default_model_path
+    from onnxport.cli.demo import default_model_path
     from onnxport.logs import quiet_import_chatter
 
     quiet_import_chatter()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from onnxport.support import markdown_tables
+from onnxport.coverage.support import markdown_tables
 
 START, END = "<!-- support:start -->", "<!-- support:end -->"
 

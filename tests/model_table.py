@@ -1,6 +1,7 @@
 """Per-architecture test expectations, as data (never `if model_type == ...` in tests).
 
-Every model type onnxport claims as tested (`onnxport.support.TESTED_MODEL_TYPES`) has a row;
+Every model type onnxport claims as tested (`onnxport.coverage.support.TESTED_MODEL_TYPES`)
+has a row;
 `overrides` are tiny-config fields on top of `onnxport.testing.TINY_SIZES`, `xfail` maps a
 task to the reason it is expected to fail.
 """

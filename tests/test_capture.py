@@ -9,9 +9,9 @@ import pytest
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
 import onnxport
-from onnxport.capture import DynamoStrategy, TorchScriptStrategy
 from onnxport.cli.main import main
 from onnxport.errors import CaptureError, TaskError
+from onnxport.exporters.capture import DynamoStrategy, TorchScriptStrategy
 
 
 def _fail(message: str):

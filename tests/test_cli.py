@@ -11,7 +11,7 @@ import pytest
 
 import onnxport
 from onnxport.cli.main import main
-from onnxport.support import TESTED_MODEL_TYPES, markdown_tables
+from onnxport.coverage.support import TESTED_MODEL_TYPES, markdown_tables
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

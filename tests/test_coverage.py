@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from onnxport.adapters import ADAPTERS
 from onnxport.cli.main import main
-from onnxport.coverage import (
+from onnxport.coverage.runner import (
     FAIL,
     PASS,
     PairResult,
@@ -22,6 +21,7 @@ from onnxport.coverage import (
     to_markdown,
 )
 from onnxport.errors import VariantError
+from onnxport.exporters.adapters import ADAPTERS
 
 
 def test_pairs_come_from_the_auto_mappings() -> None:

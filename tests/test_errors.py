@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from onnxport.capture import DynamoStrategy
 from onnxport.cli.main import main
 from onnxport.errors import ModelLoadError, TaskError
+from onnxport.exporters.capture import DynamoStrategy
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

@@ -17,8 +17,8 @@ import onnxport
 from helpers import assert_outputs_close, tokenize
 from model_table import CASES
 from onnxport.cli.main import main
+from onnxport.coverage.support import TESTED_MODEL_TYPES, matrix_pairs
 from onnxport.runtime import ORT_MODEL_CLASSES
-from onnxport.support import TESTED_MODEL_TYPES, matrix_pairs
 from onnxport.tasks import get_task
 
 

@@ -11,9 +11,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import onnxport
 from model_table import DECODER_CASES
-from onnxport.dummy import PAST, TOTAL
+from onnxport.coverage.support import TESTED_DECODERS
 from onnxport.errors import ORTModelError
-from onnxport.support import TESTED_DECODERS
+from onnxport.exporters.dummy import PAST, TOTAL
 
 PROMPTS = ["the quick brown fox jumps over", "paris"]
 

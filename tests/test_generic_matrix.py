@@ -12,8 +12,8 @@ from transformers import AutoTokenizer
 import onnxport
 from helpers import assert_outputs_close, tokenize
 from model_table import EXTRA_CASES
+from onnxport.coverage.support import ENCODER_TASKS
 from onnxport.runtime import ORT_MODEL_CLASSES
-from onnxport.support import ENCODER_TASKS
 from onnxport.tasks import get_task, tasks_for_model_type
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ import pytest
 from transformers import AutoTokenizer
 
 import onnxport
-from onnxport.demo import default_model_path, mean_pool
+from onnxport.cli.demo import default_model_path, mean_pool
 
 SENTENCES = [
     "Hi.",

@@ -15,8 +15,8 @@ from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM,
 import onnxport
 from onnxport.cli.main import main
 from onnxport.errors import QuantizationError, VariantError
-from onnxport.optimize import optimize
-from onnxport.quantize import quantize
+from onnxport.variants.optimize import optimize
+from onnxport.variants.quantize import quantize
 
 PROMPTS = ["the quick brown fox", "paris is"]
 

@@ -11,8 +11,8 @@ from transformers import AutoTokenizer
 
 import onnxport
 from onnxport.errors import TaskError
-from onnxport.qa_pipeline import QuestionAnsweringPipeline
 from onnxport.runtime import ORT_MODEL_CLASSES
+from onnxport.runtime.qa_pipeline import QuestionAnsweringPipeline
 from onnxport.tasks import get_task
 
 QA = {

@@ -25,8 +25,8 @@ import torch
 from safetensors.torch import load_file
 
 from onnxport import export
-from onnxport.adapters import ADAPTERS
 from onnxport.cli.main import main
+from onnxport.exporters.adapters import ADAPTERS
 from onnxport.runtime import ORTModelForFeatureExtraction
 from test_errors import assert_nothing_written, assert_one_error_line, run_cli
 
@@ -258,8 +258,8 @@ def test_validation_runs_pytorch_before_the_model_is_released(
     """A model onnxport loaded itself is freed before ONNX Runtime runs, and still validates."""
     from transformers import AutoModel
 
-    from onnxport.dummy import trace_shape, validation_shapes
-    from onnxport.validate import validate
+    from onnxport.exporters.dummy import trace_shape, validation_shapes
+    from onnxport.exporters.validate import validate
 
     result = export(checkpoint("bert", "feature-extraction"), tmp_path / "out")
     assert result.validation is not None

@@ -28,9 +28,9 @@ import onnx
 import pytest
 
 from onnxport import pipeline
-from onnxport.demo import default_model_path
+from onnxport.cli.demo import default_model_path
 from onnxport.errors import RequestError, ServeError
-from onnxport.serving import MAX_INPUTS_PER_REQUEST, PipelineRunner, length_groups, to_json
+from onnxport.serve.runner import MAX_INPUTS_PER_REQUEST, PipelineRunner, length_groups, to_json
 from test_errors import assert_one_error_line, run_cli
 
 pytestmark = [
@@ -108,7 +108,7 @@ def minilm(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def ray_instance() -> Iterator[None]:
     import ray
 
-    from onnxport.raycluster import connect
+    from onnxport.serve.cluster import connect
 
     # onnxport's own start-up path (and its settings for a busy machine), with 2 CPUs.
     assert connect(None, ServeError, num_cpus=2, object_store_memory=256 * 1024**2)

@@ -9,8 +9,8 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 import onnxport
 from model_table import SEQ2SEQ_CASES
 from onnxport.cli.main import main
-from onnxport.support import TESTED_SEQ2SEQ
-from onnxport.text2text_pipeline import pipeline_class
+from onnxport.coverage.support import TESTED_SEQ2SEQ
+from onnxport.runtime.text2text_pipeline import pipeline_class
 
 SOURCES = ["the quick brown fox jumps over", "paris"]
 

@@ -10,9 +10,9 @@ import pytest
 from transformers import BertConfig, DistilBertConfig
 
 import onnxport
-from onnxport.adapters import ADAPTERS, AdapterRegistry, ExportAdapter
-from onnxport.dummy import InputShape, trace_shape, validation_shapes
 from onnxport.errors import ExportOptionError, TaskError
+from onnxport.exporters.adapters import ADAPTERS, AdapterRegistry, ExportAdapter
+from onnxport.exporters.dummy import InputShape, trace_shape, validation_shapes
 from onnxport.tasks import get_task, infer_task
 
 
@@ -142,4 +142,4 @@ def test_a_registered_adapter_changes_the_export(
 
 def test_registry_ships_no_adapter_for_the_tested_encoders() -> None:
     # The generic path covers them; an adapter here would be code nothing needs.
-    assert not set(ADAPTERS.registered()) & set(onnxport.support.TESTED_MODEL_TYPES)
+    assert not set(ADAPTERS.registered()) & set(onnxport.coverage.support.TESTED_MODEL_TYPES)

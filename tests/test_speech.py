@@ -10,8 +10,8 @@ from transformers import AutoFeatureExtractor, WhisperForConditionalGeneration
 
 import onnxport
 from model_table import SPEECH_CASES
+from onnxport.coverage.support import TESTED_SPEECH
 from onnxport.errors import ORTModelError, UnsupportedModelError
-from onnxport.support import TESTED_SPEECH
 from onnxport.testing import tiny_config, tiny_model
 
 TASK = "automatic-speech-recognition"

@@ -19,13 +19,13 @@ import torch
 import transformers
 
 from onnxport import export
+from onnxport.exporters.tf_checkpoint import pytorch_name, read_h5_weights, to_pytorch_layout
 from onnxport.hub import load_model
 from onnxport.runtime import (
     ORTModelForMaskedLM,
     ORTModelForQuestionAnswering,
     ORTModelForSequenceClassification,
 )
-from onnxport.tf_checkpoint import pytorch_name, read_h5_weights, to_pytorch_layout
 from test_errors import assert_nothing_written, assert_one_error_line, run_cli
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tf"

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from onnxport.support import ENCODER_TASKS
+from onnxport.coverage.support import ENCODER_TASKS
 from onnxport.testing import tiny_config, tiny_model
 from test_errors import assert_nothing_written, assert_one_error_line, run_cli
 
@@ -38,7 +38,7 @@ pytestmark = pytest.mark.skipif(
 def test_encoder_tasks_convert_and_validate(
     model_type: str, task: str, tmp_path: Path, checkpoint, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from onnxport.tflite import export_tflite
+    from onnxport.tflite.convert import export_tflite
 
     out = tmp_path / "out"
     result = export_tflite(
@@ -62,7 +62,7 @@ def test_the_file_runs_like_pytorch_in_the_interpreter(tmp_path: Path, checkpoin
     from ai_edge_litert.interpreter import Interpreter
     from transformers import AutoModelForSequenceClassification
 
-    from onnxport.tflite import export_tflite
+    from onnxport.tflite.convert import export_tflite
 
     folder = checkpoint("bert", "text-classification")
     export_tflite(folder, tmp_path / "out", batch_size=1, sequence_length=10)
@@ -83,7 +83,7 @@ def test_the_file_runs_like_pytorch_in_the_interpreter(tmp_path: Path, checkpoin
 
 
 def test_vision_model(tmp_path: Path) -> None:
-    from onnxport.tflite import export_tflite
+    from onnxport.tflite.convert import export_tflite
 
     model = tiny_model(tiny_config("vit", image_size=32, patch_size=8), "image-classification")
     result = export_tflite(model, tmp_path / "vit", batch_size=2)

@@ -296,7 +296,7 @@ def test_image_size_is_fixed_when_the_graph_does_not_hold_at_others(
     # DINOv2 with registers runs at any size in PyTorch, but the captured graph keeps the
     # traced size of its interpolated position embeddings: export at the config's size.
     model = tiny_model("dinov2_with_registers", "image-classification")
-    with caplog.at_level("WARNING", logger="onnxport.exporter"):
+    with caplog.at_level("WARNING", logger="onnxport.exporters.api"):
         result = onnxport.export(model, tmp_path / "dino", task="image-classification")
     assert result.validation is not None
     assert result.validation.passed

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 from onnxport._version import __version__
 
 if TYPE_CHECKING:
-    from onnxport.adapters import ExportAdapter, register_adapter
-    from onnxport.exporter import ExportResult, export
-    from onnxport.pipelines import pipeline
+    from onnxport.exporters.adapters import ExportAdapter, register_adapter
+    from onnxport.exporters.api import ExportResult, export
+    from onnxport.exporters.spec import ExportSpec, get_onnx_config
+    from onnxport.exporters.validate import OutputCheck, ValidationReport
     from onnxport.runtime import (
         ORTModel,
         ORTModelForAudioClassification,
@@ -49,19 +50,18 @@ if TYPE_CHECKING:
         ORTModelForZeroShotImageClassification,
         ORTModelForZeroShotObjectDetection,
     )
-    from onnxport.spec import ExportSpec, get_onnx_config
-    from onnxport.validate import OutputCheck, ValidationReport
+    from onnxport.runtime.pipelines import pipeline
 
 _LAZY = {
-    "export": "onnxport.exporter",
-    "ExportResult": "onnxport.exporter",
-    "get_onnx_config": "onnxport.spec",
-    "ExportSpec": "onnxport.spec",
-    "ValidationReport": "onnxport.validate",
-    "OutputCheck": "onnxport.validate",
-    "ExportAdapter": "onnxport.adapters",
-    "register_adapter": "onnxport.adapters",
-    "pipeline": "onnxport.pipelines",
+    "export": "onnxport.exporters.api",
+    "ExportResult": "onnxport.exporters.api",
+    "get_onnx_config": "onnxport.exporters.spec",
+    "ExportSpec": "onnxport.exporters.spec",
+    "ValidationReport": "onnxport.exporters.validate",
+    "OutputCheck": "onnxport.exporters.validate",
+    "ExportAdapter": "onnxport.exporters.adapters",
+    "register_adapter": "onnxport.exporters.adapters",
+    "pipeline": "onnxport.runtime.pipelines",
     "ORTModel": "onnxport.runtime",
     "ORTModelForCausalLM": "onnxport.runtime",
     "ORTModelForImageFeatureExtraction": "onnxport.runtime",

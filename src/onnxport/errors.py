@@ -180,3 +180,12 @@ def write_failure(err: BaseException) -> OSError | None:
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+class MissingExtraError(OnnxportError, ImportError):
+    """A command needs an optional extra that is not installed (`pip install 'onnxport[X]'`)."""
+
+    def __init__(self, message: str, *, extra: str, missing: Sequence[str]) -> None:
+        super().__init__(message)
+        self.extra = extra
+        self.missing = tuple(missing)

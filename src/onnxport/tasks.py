@@ -321,3 +321,24 @@ def infer_task(config: PretrainedConfig) -> Task:
             BARE_TASK,
         )
     return bare
+
+
+# What a tokenizer returns when neither it nor the architecture says (BERT-style).
+_FALLBACK_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def tokenizer_input_names(config: Any, tokenizer: Any | None) -> list[str]:
+    """`model_input_names` of the given tokenizer, else of the architecture's tokenizer class."""
+    if tokenizer is not None and getattr(tokenizer, "model_input_names", None):
+        return list(tokenizer.model_input_names)
+    from transformers.models.auto.tokenization_auto import (
+        TOKENIZER_MAPPING_NAMES,
+        tokenizer_class_from_name,
+    )
+
+    class_name = TOKENIZER_MAPPING_NAMES.get(config.model_type)
+    if isinstance(class_name, (tuple, list)):
+        class_name = next((name for name in class_name if name), None)
+    tokenizer_class = tokenizer_class_from_name(class_name) if class_name else None
+    names = getattr(tokenizer_class, "model_input_names", None)
+    return list(names) if names else list(_FALLBACK_INPUTS)

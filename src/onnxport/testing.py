@@ -557,8 +557,7 @@ def save_tiny_checkpoint(
     **overrides: Any,
 ) -> Path:
     """Write a tiny random checkpoint with tokenizer to `folder`, as `save_pretrained` would."""
-    from onnxport.spec import tokenizer_input_names
-    from onnxport.tasks import get_task
+    from onnxport.tasks import get_task, tokenizer_input_names
 
     if model_type == "whisper":
         return _save_tiny_whisper(Path(folder), seed=seed, **overrides)

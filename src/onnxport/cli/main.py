@@ -39,6 +39,27 @@ EXAMPLES = """examples:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """Options and positionals in any order: `quantize out/ --mode fp16 out-q/` parses.
+
+    Plain argparse stops filling positionals at the first option, so an optional second
+    positional after an option is "unrecognized". Leaf commands (no sub-commands) parse with
+    argparse's own `parse_known_intermixed_args`, which does not support sub-parsers and
+    calls `parse_known_args` itself, hence the guard.
+    """
+
+    _intermixing = False
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        if self._subparsers is not None or self._intermixing:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -230,7 +251,7 @@ def _add_variant_commands(commands: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (also used to document the CLI)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="onnxport",
         description="Export Transformers models to ONNX, validated against "
         "PyTorch, and run them with ONNX Runtime.",
@@ -341,7 +362,7 @@ def _print_result(result: Any) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from onnxport.exporter import export
+    from onnxport.exporters.api import export
 
     result = export(
         args.model,
@@ -367,18 +388,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
         result.seconds,
     )
     if args.optimize:
-        from onnxport.optimize import optimize
+        from onnxport.variants.optimize import optimize
 
         _print_optimization(optimize(args.output, int(args.optimize[1]), device=args.device))
     if args.quantize:
-        from onnxport.quantize import quantize
+        from onnxport.variants.quantize import quantize
 
         _print_quantization(quantize(args.output, args.quantize))
     return EXIT_OK
 
 
 def _cmd_export_tflite(args: argparse.Namespace) -> int:
-    from onnxport.tflite import export_tflite
+    from onnxport.tflite.convert import export_tflite
 
     result = export_tflite(
         args.model,
@@ -426,7 +447,7 @@ def _print_quantization(result: Any) -> None:
 
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
-    from onnxport.optimize import optimize
+    from onnxport.variants.optimize import optimize
 
     result = optimize(
         args.model_dir,
@@ -442,7 +463,7 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
 
 
 def _cmd_quantize(args: argparse.Namespace) -> int:
-    from onnxport.quantize import quantize
+    from onnxport.variants.quantize import quantize
 
     result = quantize(
         args.model_dir,
@@ -464,7 +485,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def _cmd_coverage(args: argparse.Namespace) -> int:
-    from onnxport import coverage
+    from onnxport.coverage import runner as coverage
     from onnxport.errors import VariantError
 
     pairs = coverage.enumerate_pairs(
@@ -511,7 +532,7 @@ def _cmd_coverage(args: argparse.Namespace) -> int:
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> int:
-    from onnxport.benchmark import benchmark, parse_shapes
+    from onnxport.variants.benchmark import benchmark, parse_shapes
 
     result = benchmark(
         args.model_dir,
@@ -530,28 +551,25 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from onnxport.inspection import inspect_export
+    from onnxport.variants.inspection import inspect_export
 
     print("\n\n".join(graph.format() for graph in inspect_export(args.model_dir)))
     return EXIT_OK
 
 
 def _cmd_tasks(_: argparse.Namespace) -> int:
-    from onnxport.runtime import ORT_MODEL_CLASSES
+    from onnxport.runtime.registry import class_name
     from onnxport.tasks import TASKS
 
     width = max(len(task.name) for task in TASKS)
     for task in sorted(TASKS, key=lambda t: t.name):
         synonyms = f" (also: {', '.join(task.synonyms)})" if task.synonyms else ""
-        print(
-            f"{task.name:<{width}}  {ORT_MODEL_CLASSES[task.name].__name__:<34} "
-            f"{task.description}{synonyms}"
-        )
+        print(f"{task.name:<{width}}  {class_name(task.name):<34} {task.description}{synonyms}")
     return EXIT_OK
 
 
 def _cmd_architectures(args: argparse.Namespace) -> int:
-    from onnxport.support import architectures, markdown_tables
+    from onnxport.coverage.support import architectures, markdown_tables
 
     if args.markdown:
         print(markdown_tables())
@@ -574,8 +592,8 @@ def _cmd_architectures(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from onnxport import demo
-    from onnxport.exporter import export
+    from onnxport.cli import demo
+    from onnxport.exporters.api import export
 
     checkpoint = demo.default_model_path()
     print(f"Exporting the built-in default model (all-MiniLM-L6-v2) from {checkpoint}")

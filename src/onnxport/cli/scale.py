@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from onnxport.errors import EXIT_FAILED, EXIT_OK
-from onnxport.raycluster import target
+from onnxport.serve.cluster import target
 
 EXIT_INTERRUPTED = 130
 
@@ -23,9 +23,9 @@ CLUSTER_HELP = (
 
 def add_commands(commands: Any) -> None:
     """Add the `serve` and `batch` sub-commands to the CLI's sub-parsers."""
-    from onnxport.batch import DEFAULT_BATCH_SIZE
-    from onnxport.serve import DEFAULT_BATCH_WAIT_MS, DEFAULT_MAX_BATCH_SIZE, INGRESSES
-    from onnxport.serving import SERVE_TASKS
+    from onnxport.serve.app import DEFAULT_BATCH_WAIT_MS, DEFAULT_MAX_BATCH_SIZE, INGRESSES
+    from onnxport.serve.batch import DEFAULT_BATCH_SIZE
+    from onnxport.serve.runner import SERVE_TASKS
 
     serve = commands.add_parser(
         "serve",
@@ -158,7 +158,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_batch(args: argparse.Namespace) -> int:
     """Run the file through the model; exit 1 when rows failed (they are in the output)."""
-    from onnxport import batch
+    from onnxport.serve import batch
 
     _quiet_ray(args.verbose, "ray.data")
     result = batch.run(

@@ -1,59 +1,68 @@
-"""Run exported models with ONNX Runtime behind the transformers model API."""
+"""Run exported models with ONNX Runtime behind the transformers model API.
 
-from onnxport.runtime.base import ORTModel
-from onnxport.runtime.generation import (
-    ORTModelForCausalLM,
-    ORTModelForSeq2SeqLM,
-    ORTModelForSpeechSeq2Seq,
-)
-from onnxport.runtime.modeling import (
-    ORT_MODEL_CLASSES,
-    ORTModelForAudioClassification,
-    ORTModelForAudioFrameClassification,
-    ORTModelForAudioXVector,
-    ORTModelForCTC,
-    ORTModelForDepthEstimation,
-    ORTModelForFeatureExtraction,
-    ORTModelForImageClassification,
-    ORTModelForImageFeatureExtraction,
-    ORTModelForImageToImage,
-    ORTModelForKeypointDetection,
-    ORTModelForMaskedImageModeling,
-    ORTModelForMaskedLM,
-    ORTModelForMultipleChoice,
-    ORTModelForObjectDetection,
-    ORTModelForQuestionAnswering,
-    ORTModelForSemanticSegmentation,
-    ORTModelForSequenceClassification,
-    ORTModelForTokenClassification,
-    ORTModelForZeroShotImageClassification,
-    ORTModelForZeroShotObjectDetection,
-)
+The encoder classes, pipelines and sentence embedders run on numpy without torch (`pip install
+onnxport`); with torch installed they also take and return torch tensors. The generative
+classes use transformers' `GenerationMixin`, which needs torch. Classes load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from onnxport.runtime.registry import CLASS_NAMES, GENERATIVE_TASKS, ORT_MODEL_CLASSES, module_of
+
+if TYPE_CHECKING:
+    from onnxport.runtime.base import ORTModel
+    from onnxport.runtime.generation import (
+        ORTModelForCausalLM,
+        ORTModelForSeq2SeqLM,
+        ORTModelForSpeechSeq2Seq,
+    )
+    from onnxport.runtime.modeling import (
+        ORTModelForAudioClassification,
+        ORTModelForAudioFrameClassification,
+        ORTModelForAudioXVector,
+        ORTModelForCTC,
+        ORTModelForDepthEstimation,
+        ORTModelForFeatureExtraction,
+        ORTModelForImageClassification,
+        ORTModelForImageFeatureExtraction,
+        ORTModelForImageToImage,
+        ORTModelForKeypointDetection,
+        ORTModelForMaskedImageModeling,
+        ORTModelForMaskedLM,
+        ORTModelForMultipleChoice,
+        ORTModelForObjectDetection,
+        ORTModelForQuestionAnswering,
+        ORTModelForSemanticSegmentation,
+        ORTModelForSequenceClassification,
+        ORTModelForTokenClassification,
+        ORTModelForZeroShotImageClassification,
+        ORTModelForZeroShotObjectDetection,
+    )
 
 __all__ = [
+    "CLASS_NAMES",
+    "GENERATIVE_TASKS",
     "ORT_MODEL_CLASSES",
     "ORTModel",
-    "ORTModelForAudioClassification",
-    "ORTModelForAudioFrameClassification",
-    "ORTModelForAudioXVector",
-    "ORTModelForCTC",
-    "ORTModelForCausalLM",
-    "ORTModelForDepthEstimation",
-    "ORTModelForFeatureExtraction",
-    "ORTModelForImageClassification",
-    "ORTModelForImageFeatureExtraction",
-    "ORTModelForImageToImage",
-    "ORTModelForKeypointDetection",
-    "ORTModelForMaskedImageModeling",
-    "ORTModelForMaskedLM",
-    "ORTModelForMultipleChoice",
-    "ORTModelForObjectDetection",
-    "ORTModelForQuestionAnswering",
-    "ORTModelForSemanticSegmentation",
-    "ORTModelForSeq2SeqLM",
-    "ORTModelForSequenceClassification",
-    "ORTModelForSpeechSeq2Seq",
-    "ORTModelForTokenClassification",
-    "ORTModelForZeroShotImageClassification",
-    "ORTModelForZeroShotObjectDetection",
+    *sorted(name for _, name in CLASS_NAMES.values()),
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ORTModel":
+        from onnxport.runtime.base import ORTModel
+
+        return ORTModel
+    module = module_of(name)
+    if module is None:
+        raise AttributeError(f"module 'onnxport.runtime' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -2,16 +2,20 @@
 
 ORT models are not torch modules: they hold a session, a config and the folder they came
 from. Called with torch tensors they return torch tensors; with numpy arrays, numpy arrays;
-either way wrapped in the transformers output class of their task. This module never imports
-the export stages: `from_pretrained(..., export=True)` reaches them only through the public
-`onnxport.export()` function, imported where it is called.
+either way wrapped in the transformers output class of their task. Nothing here imports
+torch: a caller passing torch tensors has loaded it already, and only then is it used.
+This module never imports the export stages: `from_pretrained(..., export=True)` reaches
+them only through the public `onnxport.export()` function, imported where it is called.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,13 +23,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 import onnxruntime as ort
-import torch
 
-from onnxport.errors import ORTModelError
+from onnxport.errors import ORTModelError, first_line
+from onnxport.layout import ONNX_FILE
+from onnxport.runtime.outputs import output_class, torch_loaded
+from onnxport.runtime.registry import CLASS_NAMES
+from onnxport.sessions import create_session
 
 logger = logging.getLogger(__name__)
 
-ONNX_FILE = "model.onnx"
 _ORT_TO_NUMPY = {
     "tensor(int64)": np.int64,
     "tensor(int32)": np.int32,
@@ -34,15 +40,21 @@ _ORT_TO_NUMPY = {
     "tensor(double)": np.float64,
     "tensor(bool)": np.bool_,
 }
+_FLOAT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+}
 # Inputs PyTorch models fill in themselves when left out; the ONNX graph needs them explicitly.
 _DEFAULT_FILLS = {"attention_mask": 1, "token_type_ids": 0}
 
 
 class ORTModel:
-    """Base of every ONNX Runtime model class. Subclasses set `task` and `output_class`."""
+    """Base of every ONNX Runtime model class. Subclasses set `task` and `output_class_name`."""
 
     task: ClassVar[str] = ""
-    output_class: ClassVar[type] = dict
+    # The transformers ModelOutput class name (see runtime.outputs); "" returns a dict.
+    output_class_name: ClassVar[str] = ""
     main_input_name: ClassVar[str] = "input_ids"
     default_file: ClassVar[str] = ONNX_FILE
     # Session settings applied when the caller passes no session_options.
@@ -55,9 +67,12 @@ class ORTModel:
         *,
         model_dir: Path,
         file_name: str = ONNX_FILE,
+        session_options: ort.SessionOptions | None = None,
         _keep_alive: Any = None,
     ) -> None:
         self.session = session
+        # Kept for the model's other sessions (an encoder-decoder's encoder).
+        self.session_options = session_options
         self.config = config
         self.model_dir = Path(model_dir)
         self.file_name = file_name
@@ -76,14 +91,31 @@ class ORTModel:
 
     # --- what transformers' pipelines read off a model -------------------------------------
     @property
-    def device(self) -> torch.device:
-        """The torch device outputs are returned on."""
-        return torch.device("cuda" if "CUDAExecutionProvider" in self.providers else "cpu")
+    def device(self) -> Any:
+        """The device outputs are returned on: a `torch.device` where torch is installed
+        (transformers' pipelines read it), else its name.
+        """
+        name = "cuda" if "CUDAExecutionProvider" in self.providers else "cpu"
+        if not _torch_installed():
+            return name
+        import torch
+
+        return torch.device(name)
 
     @property
-    def dtype(self) -> torch.dtype:
-        """The floating type the graph computes in."""
-        return torch.float32
+    def dtype(self) -> Any:
+        """The floating type of the graph's outputs (float16 for an fp16 export): a
+        `torch.dtype` where torch is installed, else a numpy dtype.
+        """
+        name = next(
+            (_FLOAT_TYPES[o.type] for o in self.session.get_outputs() if o.type in _FLOAT_TYPES),
+            "float32",
+        )
+        if not _torch_installed():
+            return np.dtype(name)
+        import torch
+
+        return getattr(torch, name)
 
     @property
     def providers(self) -> list[str]:
@@ -168,16 +200,16 @@ class ORTModel:
         chosen = list(providers) if providers else [provider]
         if session_options is None:
             session_options = cls.default_session_options()
-        try:
-            session = ort.InferenceSession(
-                str(path), sess_options=session_options, providers=chosen
-            )
-        except Exception as err:
-            raise ORTModelError(
-                f"ONNX Runtime cannot load '{path}': {str(err).splitlines()[0]}"
-            ) from err
+        session = create_session(path, session_options, chosen)
         cls._check_task(session, path)
-        return cls(session, config, model_dir=folder, file_name=name, _keep_alive=keep_alive)
+        return cls(
+            session,
+            config,
+            model_dir=folder,
+            file_name=name,
+            session_options=session_options,
+            _keep_alive=keep_alive,
+        )
 
     @classmethod
     def _check_task(cls, session: ort.InferenceSession, path: Path) -> None:
@@ -188,10 +220,8 @@ class ORTModel:
         bare = {"feature-extraction", "image-feature-extraction"}
         if {exported_task, cls.task} <= bare:  # one bare model, two task names
             return
-        from onnxport.runtime.modeling import ORT_MODEL_CLASSES
-
-        right = ORT_MODEL_CLASSES.get(exported_task)
-        hint = f"load it with {right.__name__}" if right else "export it for this task"
+        right = CLASS_NAMES.get(exported_task)
+        hint = f"load it with {right[1]}" if right else "export it for this task"
         raise ORTModelError(f"'{path}' was exported for {exported_task}, not {cls.task}: {hint}.")
 
     @classmethod
@@ -229,7 +259,7 @@ class ORTModel:
         if args:
             kwargs.update(zip([self.main_input_name], args, strict=False))
         tensors = {
-            k: v for k, v in kwargs.items() if isinstance(v, (torch.Tensor, np.ndarray, list))
+            k: v for k, v in kwargs.items() if isinstance(v, (np.ndarray, list)) or is_tensor(v)
         }
         mask = tensors.get("attention_mask")
         # Exported without a mask (wav2vec2-base style): a mask of ones changes nothing; one
@@ -249,22 +279,26 @@ class ORTModel:
                     else ""
                 )
             )
-        use_torch = any(isinstance(v, torch.Tensor) for v in tensors.values())
+        use_torch = any(is_tensor(v) for v in tensors.values())
         feed = self._feed(tensors)
         try:
             results = self.session.run(None, feed)
         except Exception as err:
             raise ORTModelError(
                 f"ONNX Runtime failed on the given inputs ({_describe(feed)}); this model takes "
-                f"{self._expected()}: {str(err).splitlines()[0]}"
+                f"{self._expected()}: {first_line(err)}"
             ) from err
         outputs: dict[str, Any] = {}
         for name, value in zip(self.output_names, results, strict=True):
-            outputs[name] = torch.from_numpy(value).to(self.device) if use_torch else value
+            outputs[name] = to_torch(value, self.device) if use_torch else value
         return self._wrap(outputs)
 
     def _wrap(self, outputs: dict[str, Any]) -> Any:
-        return self.output_class(**outputs)
+        return self.output_type()(**outputs)
+
+    def output_type(self) -> type:
+        """The task's transformers output class (its torch-free twin without torch)."""
+        return output_class(self.output_class_name) if self.output_class_name else dict
 
     def _feed(self, tensors: dict[str, Any]) -> dict[str, np.ndarray]:
         if self.main_input_name not in tensors:
@@ -309,8 +343,26 @@ class ORTModel:
         )
 
 
+def is_tensor(value: Any) -> bool:
+    """Whether `value` is a torch tensor (torch is loaded if it is one; never imports it)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+def to_torch(value: np.ndarray, device: Any) -> Any:
+    """A numpy result as a torch tensor on `device` (only called when torch is loaded)."""
+    import torch
+
+    return torch.from_numpy(value).to(device)
+
+
+@functools.cache
+def _torch_installed() -> bool:
+    return torch_loaded() or importlib.util.find_spec("torch") is not None
+
+
 def _as_numpy(value: Any) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
+    if is_tensor(value):
         return value.detach().cpu().numpy()
     ragged = ORTModelError(
         "Inputs of different lengths cannot form one array; tokenize with padding=True."

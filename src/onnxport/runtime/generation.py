@@ -14,17 +14,21 @@ from typing import Any, ClassVar
 
 import numpy as np
 import onnxruntime as ort
-import torch
+
+from onnxport.runtime.arrays import require_torch
+
+require_torch("Generation (transformers' GenerationMixin)")
+
+import torch  # noqa: E402
 from transformers import DynamicCache, EncoderDecoderCache, GenerationConfig
 from transformers.generation import GenerationMixin
 from transformers.modeling_outputs import BaseModelOutput, CausalLMOutputWithPast, Seq2SeqLMOutput
 from transformers.models.whisper.generation_whisper import WhisperGenerationMixin
 
-from onnxport.errors import ORTModelError
+from onnxport.errors import ORTModelError, first_line
+from onnxport.layout import DECODER_FILE, ENCODER_FILE, ONNX_FILE, encoder_file_for
 from onnxport.runtime.base import ORTModel, _as_numpy
-
-ENCODER_FILE = "encoder_model.onnx"  # the names onnxport.seq2seq writes
-DECODER_FILE = "decoder_model.onnx"
+from onnxport.sessions import create_session
 
 
 class ORTGenerativeModel(ORTModel, GenerationMixin):
@@ -44,11 +48,17 @@ class ORTGenerativeModel(ORTModel, GenerationMixin):
         config: Any,
         *,
         model_dir: Path,
-        file_name: str = "model.onnx",
+        file_name: str = ONNX_FILE,
+        session_options: ort.SessionOptions | None = None,
         _keep_alive: Any = None,
     ) -> None:
         super().__init__(
-            session, config, model_dir=model_dir, file_name=file_name, _keep_alive=_keep_alive
+            session,
+            config,
+            model_dir=model_dir,
+            file_name=file_name,
+            session_options=session_options,
+            _keep_alive=_keep_alive,
         )
         self._past_names = [n for n in self.input_names if n.startswith("past_key_values.")]
         self._present_names = [n for n in self.output_names if n.startswith("present.")]
@@ -61,6 +71,8 @@ class ORTGenerativeModel(ORTModel, GenerationMixin):
         limit = metadata.get("max_total_length")
         self.max_total_length = int(limit) if limit else None
         shapes = {i.name: i.shape for i in session.get_inputs()}
+        # The cache is fed in the graph's own float type (float16 for an fp16 export).
+        self._past_dtype = _numpy_type(self._input_types[self._past_names[0]])
         self._past_static = {
             name: (int(shapes[name][1]), int(shapes[name][3])) for name in self._past_names
         }
@@ -95,7 +107,7 @@ class ORTGenerativeModel(ORTModel, GenerationMixin):
     def _past_feed(self, cache: Any, batch: int) -> dict[str, np.ndarray]:
         if cache is None or cache.get_seq_length() == 0:
             return {
-                name: np.zeros((batch, heads, 0, size), dtype=np.float32)
+                name: np.zeros((batch, heads, 0, size), dtype=self._past_dtype)
                 for name, (heads, size) in self._past_static.items()
             }
         tensors = [t for layer in cache.layers for t in (layer.keys, layer.values)]
@@ -105,7 +117,7 @@ class ORTGenerativeModel(ORTModel, GenerationMixin):
                 f"{len(self._past_names) // 2}."
             )
         return {
-            name: tensor.detach().cpu().float().numpy()
+            name: tensor.detach().cpu().numpy().astype(self._past_dtype, copy=False)
             for name, tensor in zip(self._past_names, tensors, strict=True)
         }
 
@@ -124,7 +136,7 @@ class ORTGenerativeModel(ORTModel, GenerationMixin):
             results = self.session.run(None, feed)
         except Exception as err:
             raise ORTModelError(
-                f"ONNX Runtime failed on a decoding step: {str(err).splitlines()[0]}"
+                f"ONNX Runtime failed on a decoding step: {first_line(err)}"
             ) from err
         return dict(zip(self.output_names, results, strict=True))
 
@@ -139,7 +151,6 @@ class ORTModelForCausalLM(ORTGenerativeModel):
     """
 
     task = "text-generation"
-    output_class = CausalLMOutputWithPast
     main_input_name = "input_ids"
 
     def forward(
@@ -243,7 +254,8 @@ class _ORTEncoder:
         if self.main_input_name == "input_features":
             if input_features is None:
                 raise ORTModelError("Missing input_features (log-mel features) for the encoder.")
-            feed["input_features"] = _as_numpy(input_features).astype(np.float32)
+            wanted = _numpy_type(self.session.get_inputs()[0].type)
+            feed["input_features"] = _as_numpy(input_features).astype(wanted, copy=False)
         else:
             if input_ids is None:
                 raise ORTModelError("Missing input_ids for the encoder.")
@@ -255,16 +267,13 @@ class _ORTEncoder:
         try:
             hidden = self.session.run(["last_hidden_state"], feed)[0]
         except Exception as err:
-            raise ORTModelError(
-                f"ONNX Runtime failed on the encoder: {str(err).splitlines()[0]}"
-            ) from err
+            raise ORTModelError(f"ONNX Runtime failed on the encoder: {first_line(err)}") from err
         return BaseModelOutput(last_hidden_state=torch.from_numpy(hidden))
 
 
 class _ORTEncoderDecoder(ORTGenerativeModel):
     """`encoder_model.onnx` runs once per input, `decoder_model.onnx` once per step."""
 
-    output_class = Seq2SeqLMOutput
     default_file = DECODER_FILE
     # GenerationMixin looks the encoder up as `self.<base_model_prefix>.encoder` or
     # `self.encoder`; ours is the latter, so the prefix names nothing.
@@ -277,26 +286,28 @@ class _ORTEncoderDecoder(ORTGenerativeModel):
         *,
         model_dir: Path,
         file_name: str = DECODER_FILE,
+        session_options: ort.SessionOptions | None = None,
         _keep_alive: Any = None,
     ) -> None:
         super().__init__(
-            session, config, model_dir=model_dir, file_name=file_name, _keep_alive=_keep_alive
+            session,
+            config,
+            model_dir=model_dir,
+            file_name=file_name,
+            session_options=session_options,
+            _keep_alive=_keep_alive,
         )
         # A variant's encoder is named like its decoder: decoder_model_O2.onnx pairs with
         # encoder_model_O2.onnx.
-        encoder_name = file_name.replace("decoder_model", "encoder_model", 1)
+        encoder_name = encoder_file_for(file_name)
         if encoder_name == file_name:
             encoder_name = ENCODER_FILE
         encoder_path = Path(model_dir) / encoder_name
         if not encoder_path.is_file():
             raise ORTModelError(f"No {encoder_name} beside {file_name} in '{model_dir}'.")
-        self.encoder = _ORTEncoder(
-            ort.InferenceSession(
-                str(encoder_path),
-                self.default_session_options(),
-                providers=session.get_providers(),
-            )
-        )
+        # The caller's session options apply to both graphs.
+        options = session_options if session_options is not None else self.default_session_options()
+        self.encoder = _ORTEncoder(create_session(encoder_path, options, session.get_providers()))
         if self.encoder.main_input_name != self.main_input_name:
             raise ORTModelError(
                 f"The encoder in '{model_dir}' takes {self.encoder.main_input_name}, not "
@@ -330,7 +341,9 @@ class _ORTEncoderDecoder(ORTGenerativeModel):
         cache = self._step_cache(cache, past_key_values)
         self_cache = getattr(cache, "self_attention_cache", cache)
         ids = _as_numpy(decoder_input_ids).astype(np.int64)
-        states = _as_numpy(hidden).astype(np.float32)
+        states = _as_numpy(hidden).astype(
+            _numpy_type(self._input_types["encoder_hidden_states"]), copy=False
+        )
         feed: dict[str, np.ndarray] = {"input_ids": ids, "encoder_hidden_states": states}
         if "encoder_attention_mask" in self.input_names:
             if attention_mask is None:
@@ -432,3 +445,8 @@ class ORTModelForSpeechSeq2Seq(WhisperGenerationMixin, _ORTEncoderDecoder):
                 "which the exported decoder does not return; use return_timestamps=True instead."
             )
         return super().generate(*args, **kwargs)
+
+
+def _numpy_type(ort_type: str) -> Any:
+    """Numpy dtype of an ORT float input type: `tensor(float16)` -> float16."""
+    return np.float16 if ort_type == "tensor(float16)" else np.float32

@@ -6,77 +6,57 @@ import functools
 import typing
 from typing import Any
 
-from transformers.modeling_outputs import (
-    BaseModelOutput,
-    BaseModelOutputWithPooling,
-    CausalLMOutput,
-    DepthEstimatorOutput,
-    ImageClassifierOutput,
-    ImageSuperResolutionOutput,
-    MaskedImageModelingOutput,
-    MaskedLMOutput,
-    MultipleChoiceModelOutput,
-    QuestionAnsweringModelOutput,
-    SemanticSegmenterOutput,
-    SequenceClassifierOutput,
-    TokenClassifierOutput,
-    XVectorOutput,
-)
-from transformers.utils import ModelOutput
-
 from onnxport.runtime.base import ORTModel
-from onnxport.runtime.generation import (
-    ORTModelForCausalLM,
-    ORTModelForSeq2SeqLM,
-    ORTModelForSpeechSeq2Seq,
-)
+from onnxport.runtime.outputs import OUTPUT_FIELDS, graph_output_class, output_class, torch_loaded
 
 
 class ORTModelForFeatureExtraction(ORTModel):
     """Bare encoder: `last_hidden_state` (and `pooler_output` where the model has a pooler)."""
 
     task = "feature-extraction"
-    output_class = BaseModelOutput
+    output_class_name = "BaseModelOutput"
 
     def _wrap(self, outputs: dict[str, Any]) -> Any:
         if "pooler_output" in outputs:
-            return BaseModelOutputWithPooling(**outputs)
-        return BaseModelOutput(**outputs)
+            return output_class("BaseModelOutputWithPooling")(**outputs)
+        if set(outputs) <= set(OUTPUT_FIELDS["BaseModelOutput"]):
+            return output_class("BaseModelOutput")(**outputs)
+        return graph_output_class(tuple(outputs))(**outputs)
 
 
 class ORTModelForMaskedLM(ORTModel):
     """Masked language model: `logits` over the vocabulary per token."""
 
     task = "fill-mask"
-    output_class = MaskedLMOutput
+    output_class_name = "MaskedLMOutput"
 
 
 class ORTModelForSequenceClassification(ORTModel):
     """Text (pair) classification: `logits` per text."""
 
     task = "text-classification"
-    output_class = SequenceClassifierOutput
+    output_class_name = "SequenceClassifierOutput"
 
 
 class ORTModelForTokenClassification(ORTModel):
     """Token classification (NER): `logits` per token."""
 
     task = "token-classification"
-    output_class = TokenClassifierOutput
+    output_class_name = "TokenClassifierOutput"
 
 
 class ORTModelForQuestionAnswering(ORTModel):
     """Extractive QA: `start_logits` and `end_logits`."""
 
     task = "question-answering"
-    output_class = QuestionAnsweringModelOutput
+    output_class_name = "QuestionAnsweringModelOutput"
 
 
 class ORTModelForMultipleChoice(ORTModel):
     """Multiple choice: `logits` per choice; inputs are (batch, choices, sequence)."""
 
     task = "multiple-choice"
-    output_class = MultipleChoiceModelOutput
+    output_class_name = "MultipleChoiceModelOutput"
 
 
 class ORTModelForImageFeatureExtraction(ORTModelForFeatureExtraction):
@@ -94,14 +74,23 @@ class _ArchitectureOutput(ORTModel):
     """
 
     def _wrap(self, outputs: dict[str, Any]) -> Any:
-        output = architecture_output_class(self.task, self.config.model_type, self.output_class)
-        return output(**outputs)
+        if torch_loaded():
+            default = output_class(self.output_class_name) if self.output_class_name else None
+            found = architecture_output_class(self.task, self.config.model_type, default)
+            if found is not None:
+                return found(**outputs)
+        # The architecture's class lives in its PyTorch modeling module: without torch the
+        # task's class, else one named after the graph's outputs, holds the arrays.
+        if self.output_class_name and set(outputs) <= set(OUTPUT_FIELDS[self.output_class_name]):
+            return output_class(self.output_class_name)(**outputs)
+        return graph_output_class(tuple(outputs))(**outputs)
 
 
 @functools.cache  # read once per class: type hints are resolved on every call otherwise
-def architecture_output_class(task: str, model_type: str, default: type) -> type:
+def architecture_output_class(task: str, model_type: str, default: type | None) -> type | None:
     """The ModelOutput class `forward` of `model_type`'s class for `task` is annotated to return."""
     import transformers
+    from transformers.utils import ModelOutput
 
     from onnxport.tasks import get_task
 
@@ -124,7 +113,7 @@ class ORTModelForImageClassification(_ArchitectureOutput):
 
     task = "image-classification"
     main_input_name = "pixel_values"
-    output_class = ImageClassifierOutput
+    output_class_name = "ImageClassifierOutput"
 
 
 class ORTModelForObjectDetection(_ArchitectureOutput):
@@ -132,14 +121,12 @@ class ORTModelForObjectDetection(_ArchitectureOutput):
 
     task = "object-detection"
     main_input_name = "pixel_values"
-    output_class = ModelOutput
 
 
 class ORTModelForZeroShotObjectDetection(_ArchitectureOutput):
     """Boxes scored against text queries (OWL-ViT style)."""
 
     task = "zero-shot-object-detection"
-    output_class = ModelOutput
 
 
 class ORTModelForSemanticSegmentation(_ArchitectureOutput):
@@ -147,7 +134,7 @@ class ORTModelForSemanticSegmentation(_ArchitectureOutput):
 
     task = "semantic-segmentation"
     main_input_name = "pixel_values"
-    output_class = SemanticSegmenterOutput
+    output_class_name = "SemanticSegmenterOutput"
 
 
 class ORTModelForDepthEstimation(_ArchitectureOutput):
@@ -155,7 +142,7 @@ class ORTModelForDepthEstimation(_ArchitectureOutput):
 
     task = "depth-estimation"
     main_input_name = "pixel_values"
-    output_class = DepthEstimatorOutput
+    output_class_name = "DepthEstimatorOutput"
 
 
 class ORTModelForKeypointDetection(_ArchitectureOutput):
@@ -163,7 +150,6 @@ class ORTModelForKeypointDetection(_ArchitectureOutput):
 
     task = "keypoint-detection"
     main_input_name = "pixel_values"
-    output_class = ModelOutput
 
 
 class ORTModelForMaskedImageModeling(_ArchitectureOutput):
@@ -171,7 +157,7 @@ class ORTModelForMaskedImageModeling(_ArchitectureOutput):
 
     task = "masked-im"
     main_input_name = "pixel_values"
-    output_class = MaskedImageModelingOutput
+    output_class_name = "MaskedImageModelingOutput"
 
 
 class ORTModelForImageToImage(_ArchitectureOutput):
@@ -179,14 +165,13 @@ class ORTModelForImageToImage(_ArchitectureOutput):
 
     task = "image-to-image"
     main_input_name = "pixel_values"
-    output_class = ImageSuperResolutionOutput
+    output_class_name = "ImageSuperResolutionOutput"
 
 
 class ORTModelForZeroShotImageClassification(_ArchitectureOutput):
     """Dual encoder: `logits_per_image` (images x texts), text and image embeddings."""
 
     task = "zero-shot-image-classification"
-    output_class = ModelOutput
 
 
 class ORTModelForAudioClassification(_ArchitectureOutput):
@@ -194,7 +179,7 @@ class ORTModelForAudioClassification(_ArchitectureOutput):
 
     task = "audio-classification"
     main_input_name = "input_values"
-    output_class = SequenceClassifierOutput
+    output_class_name = "SequenceClassifierOutput"
 
 
 class ORTModelForAudioFrameClassification(_ArchitectureOutput):
@@ -202,7 +187,7 @@ class ORTModelForAudioFrameClassification(_ArchitectureOutput):
 
     task = "audio-frame-classification"
     main_input_name = "input_values"
-    output_class = TokenClassifierOutput
+    output_class_name = "TokenClassifierOutput"
 
 
 class ORTModelForAudioXVector(_ArchitectureOutput):
@@ -210,7 +195,7 @@ class ORTModelForAudioXVector(_ArchitectureOutput):
 
     task = "audio-xvector"
     main_input_name = "input_values"
-    output_class = XVectorOutput
+    output_class_name = "XVectorOutput"
 
 
 class ORTModelForCTC(_ArchitectureOutput):
@@ -218,34 +203,4 @@ class ORTModelForCTC(_ArchitectureOutput):
 
     task = "ctc"
     main_input_name = "input_values"
-    output_class = CausalLMOutput
-
-
-ORT_MODEL_CLASSES: dict[str, type[ORTModel]] = {
-    cls.task: cls
-    for cls in (
-        ORTModelForFeatureExtraction,
-        ORTModelForMaskedLM,
-        ORTModelForSequenceClassification,
-        ORTModelForTokenClassification,
-        ORTModelForQuestionAnswering,
-        ORTModelForMultipleChoice,
-        ORTModelForCausalLM,
-        ORTModelForSeq2SeqLM,
-        ORTModelForSpeechSeq2Seq,
-        ORTModelForImageFeatureExtraction,
-        ORTModelForImageClassification,
-        ORTModelForObjectDetection,
-        ORTModelForZeroShotObjectDetection,
-        ORTModelForSemanticSegmentation,
-        ORTModelForDepthEstimation,
-        ORTModelForKeypointDetection,
-        ORTModelForMaskedImageModeling,
-        ORTModelForImageToImage,
-        ORTModelForZeroShotImageClassification,
-        ORTModelForAudioClassification,
-        ORTModelForAudioFrameClassification,
-        ORTModelForAudioXVector,
-        ORTModelForCTC,
-    )
-}
+    output_class_name = "CausalLMOutput"

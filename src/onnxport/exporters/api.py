@@ -1,0 +1,468 @@
+"""`export()`: load -> spec -> capture -> postprocess -> validate, written atomically."""
+
+from __future__ import annotations
+
+import functools
+import gc
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from onnxport import hub
+from onnxport.errors import CaptureError, ExportOptionError, TaskError, ValidationError
+from onnxport.exporters import load, modality
+from onnxport.exporters.adapters import ADAPTERS
+from onnxport.exporters.capture import DEFAULT_OPSET, capture, check_opset
+from onnxport.exporters.dummy import (
+    HEIGHT,
+    WIDTH,
+    InputShape,
+    model_dtype,
+    trace_shape,
+    validation_shapes,
+)
+from onnxport.exporters.postprocess import (
+    EXTERNAL_DATA_FILE,
+    ONNX_FILE,
+    add_metadata,
+    check_output_dir,
+    needs_external_data,
+    save_side_files,
+    staged_output,
+)
+from onnxport.exporters.spec import ExportSpec, default_input_names, derive_spec, example_inputs
+from onnxport.exporters.validate import ValidationReport, validate
+from onnxport.tasks import TASKS, Task, check_task_for, get_task, infer_task, resolve_task
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What `export()` wrote and proved.
+
+    `onnx_path`, `spec` and `validation` describe the main graph (the decoder of an
+    encoder-decoder model); `reports` and `specs` hold one entry per graph written.
+    """
+
+    output_dir: Path
+    onnx_path: Path
+    files: tuple[Path, ...]
+    task: str
+    spec: ExportSpec
+    strategy: str
+    validation: ValidationReport | None
+    seconds: float
+    reports: tuple[ValidationReport, ...] = ()
+    specs: tuple[ExportSpec, ...] = ()
+
+
+def _check_device(device: str) -> list[str]:
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device != "cuda":
+        raise ExportOptionError(f"--device must be cpu or cuda, not '{device}'.", option="--device")
+    if not torch.cuda.is_available():
+        raise ExportOptionError(
+            "--device cuda was asked but PyTorch sees no CUDA device here. Use --device cpu.",
+            option="--device",
+        )
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise ExportOptionError(
+            "--device cuda needs onnxruntime-gpu (the installed onnxruntime has no CUDA "
+            "provider). Install onnxruntime-gpu, or use --device cpu.",
+            option="--device",
+        )
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def _task_of_model(model: Any, task: str | None) -> Task:
+    model_type = model.config.model_type
+    if task:
+        chosen = resolve_task(get_task(task), model_type)
+        check_task_for(chosen, model_type)
+        if type(model).__name__ != chosen.model_classes().get(model_type, type(model).__name__):
+            raise TaskError(
+                f"The model is a {type(model).__name__}, which has no head for '{chosen.name}'. "
+                f"Load it with {chosen.auto_class} or pass the matching task.",
+                task=chosen.name,
+                model_type=model_type,
+            )
+        return chosen
+    for candidate in TASKS:
+        if candidate.model_classes().get(model_type) == type(model).__name__:
+            return candidate
+    raise TaskError(
+        f"Cannot tell the task of a {type(model).__name__}; pass task=... explicitly.",
+        task=None,
+        model_type=model_type,
+    )
+
+
+def export(
+    model: str | os.PathLike[str] | torch.nn.Module,
+    output_dir: str | os.PathLike[str],
+    task: str | None = None,
+    *,
+    tokenizer: Any | None = None,
+    processor: Any | None = None,
+    opset: int = DEFAULT_OPSET,
+    atol: float | None = None,
+    device: str = "cpu",
+    batch_size: int = 2,
+    sequence_length: int = 16,
+    validate_export: bool = True,
+    force: bool = False,
+    external_data: bool | None = None,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+    dtype: str = "fp32",
+) -> ExportResult:
+    """Export a Transformers model to `output_dir/model.onnx` and prove it matches PyTorch.
+
+    `model` is a Hub id, a local folder, or a loaded `PreTrainedModel`. Without `task` it is
+    inferred from the checkpoint's architecture (the bare model when no head matches).
+    Validation runs at two shapes unlike the traced one and raises `ValidationError` on a
+    mismatch, leaving `output_dir` untouched. External data is used when the weights exceed
+    what one protobuf holds, or when `external_data=True`. `tokenizer` and `processor` (an
+    image processor or feature extractor) are saved beside the graph so pipelines can load the
+    folder; exported from a folder, its own are kept. `dtype` ("fp32", "fp16", "bf16") is the
+    precision of the weights and the graph; a checkpoint is loaded directly in it, an
+    in-memory model must already be in it.
+
+    Example:
+        >>> result = export("bert-folder/", "out/", task="question-answering")  # doctest: +SKIP
+        >>> result.validation.passed  # doctest: +SKIP
+        True
+
+    """
+    start = time.perf_counter()
+    output = Path(output_dir)
+    check_opset(opset)
+    providers = _check_device(device)
+    if atol is not None and not atol > 0:
+        raise ExportOptionError(f"--atol must be a positive number, not {atol}.", option="--atol")
+    _check_dtype(dtype, device, validate_export)
+    check_output_dir(output, force=force)
+
+    loaded = load_for_export(
+        model, task, revision=revision, trust_remote_code=trust_remote_code, dtype=dtype,
+        tokenizer=tokenizer,
+    )  # fmt: skip
+    task_obj, torch_model, source = loaded.task, loaded.model, loaded.source
+    source_name, tokenizer = loaded.source_name, loaded.tokenizer
+    traced = trace_shape(batch_size, sequence_length, with_past=task_obj.with_past)
+    torch_model = torch_model.to(device)
+    config = torch_model.config
+    _exportable_experts(torch_model)
+    adapter = ADAPTERS.get(config.model_type)
+    prepared = adapter.prepare_model(torch_model, task_obj.name)
+    graphs = []
+    for file_name, module, part_task, default in _graphs(prepared, task_obj, config, tokenizer):
+        names = adapter.input_names(config, task_obj.name, default)
+        spec = derive_spec(module, part_task, names, adapter=adapter, traced=traced)
+        logger.info(
+            "%s inputs: %s. Outputs: %s.",
+            file_name,
+            ", ".join(spec.input_names),
+            ", ".join(spec.output_names),
+        )
+        graphs.append((file_name, module, spec, part_task, names))
+    use_external = needs_external_data(torch_model) if external_data is None else external_data
+    if atol is None and dtype in DTYPE_ATOL:
+        atol = max(DTYPE_ATOL[dtype], *(graph[2].atol for graph in graphs))
+    options = {
+        "task": task_obj.name, "opset": opset, "dtype": dtype, "device": device,
+        "batch_size": batch_size, "sequence_length": sequence_length, "atol": atol,
+        "validate": validate_export, "external_data": use_external, "revision": revision,
+        "trust_remote_code": trust_remote_code,
+    }  # fmt: skip
+    metadata = {
+        "source": source_name, "task": task_obj.name, "opset": str(opset), "dtype": dtype,
+        **_versions(), "export_options": json.dumps(options, sort_keys=True),
+    }  # fmt: skip
+
+    reports: list[ValidationReport] = []
+    strategies: list[str] = []
+    with staged_output(output, force=force) as staging:
+        for index, (file_name, module, spec, part_task, names) in enumerate(graphs):
+            attempt = functools.partial(
+                _capture_and_validate, staging / file_name, module, config=config,
+                adapter=adapter, traced=traced, device=device, opset=opset,
+                external_data=use_external, atol=atol, providers=providers,
+                validate_export=validate_export, output=output, metadata=metadata,
+            )  # fmt: skip
+            # A model onnxport loaded itself is freed before ONNX Runtime validates the last
+            # graph: a model and its export both resident would double the peak memory.
+            release = None
+            if source is not None and index == len(graphs) - 1:
+                release = functools.partial(_release_weights, torch_model)
+            try:
+                # An image model whose graph may need the fixed-size retry keeps its weights.
+                strategy, report = attempt(
+                    spec, release_model=None if _dynamic_image(spec) else release
+                )
+            except (CaptureError, ValidationError) as err:
+                if not _dynamic_image(spec):
+                    raise
+                # The model ran at other sizes in PyTorch, but the graph fixed one anyway
+                # (position embeddings interpolated to the traced size): export that size.
+                spec = derive_spec(
+                    module, part_task, names, adapter=adapter, traced=traced,
+                    fixed_image_size=True,
+                )  # fmt: skip
+                size = "x".join(str(d) for d in spec.input_templates["pixel_values"][2:])
+                logger.warning(
+                    "%s: the graph does not hold at other image sizes (%s); exported at the "
+                    "config's %s instead.", file_name, str(err).splitlines()[0][:160], size,
+                )  # fmt: skip
+                strategy, report = attempt(spec, release_model=release)
+                graphs[index] = (file_name, module, spec, part_task, names)
+            strategies.append(strategy)
+            if report is not None:
+                reports.append(report)
+        save_side_files(
+            staging,
+            config=config,
+            tokenizer=tokenizer,
+            processor=processor,
+            source=source,
+            generation_config=torch_model.generation_config if task_obj.with_past else None,
+        )
+        files = sorted(p.name for p in staging.iterdir())
+    seconds = time.perf_counter() - start
+    if use_external:
+        logger.info("Weights stored in %s beside the graph.", EXTERNAL_DATA_FILE)
+    main_file, _, main_spec, _, _ = graphs[-1]
+    return ExportResult(
+        output_dir=output,
+        onnx_path=output / main_file,
+        files=tuple(output / f for f in files),
+        task=task_obj.name,
+        spec=main_spec,
+        strategy=strategies[-1],
+        validation=reports[-1] if reports else None,
+        seconds=seconds,
+        reports=tuple(reports),
+        specs=tuple(graph[2] for graph in graphs),
+    )
+
+
+# Half precision keeps 11 (fp16) or 8 (bf16) significant bits: a few units in the last
+# place of outputs of magnitude ~4, where fp32 is held to 1e-4.
+DTYPE_ATOL = {"fp16": 1e-2, "bf16": 5e-2}
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready to export: the PyTorch module, its task, and where it came from."""
+
+    model: Any
+    task: Task
+    source: Path | None
+    source_name: str
+    tokenizer: Any | None
+
+
+def load_for_export(
+    model: str | os.PathLike[str] | torch.nn.Module,
+    task: str | None,
+    *,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    dtype: str = "fp32",
+    tokenizer: Any | None = None,
+) -> LoadedModel:
+    """Load a Hub id or folder for `task` (inferred when None), or check an in-memory model.
+
+    A checkpoint is loaded directly in `dtype`; an in-memory model must already be in it.
+    Its tokenizer is loaded too unless one is given (a warning when a text model has none).
+    """
+    torch_dtype = DTYPES[dtype]
+    source: Path | None = None
+    if isinstance(model, torch.nn.Module):
+        task_obj = _task_of_model(model, task)
+        torch_model: Any = model.eval()
+        if model_dtype(torch_model) != torch_dtype:
+            raise ExportOptionError(
+                f"The model's weights are {model_dtype(torch_model)}, not {dtype}: convert it "
+                f"first (model.to({torch_dtype})) or pass the dtype it has.",
+                option="--dtype",
+            )
+        source_name = getattr(model.config, "_name_or_path", "") or type(model).__name__
+    else:
+        source_name = os.fspath(model)
+        logger.info("Loading %s...", source_name)
+        source = hub.resolve_model_path(model, revision=revision)
+        config = hub.load_config(source, trust_remote_code=trust_remote_code)
+        task_obj = resolve_task(get_task(task), config.model_type) if task else infer_task(config)
+        check_task_for(task_obj, config.model_type)
+        if not task:
+            logger.info("Task inferred from the checkpoint: %s.", task_obj.name)
+        torch_model = load.load_model(
+            source,
+            task_obj.auto_model_class(),
+            trust_remote_code=trust_remote_code,
+            dtype=torch_dtype,
+        )
+        if tokenizer is None:
+            # Vision and audio models need no tokenizer: no warning when they have none.
+            text = modality.modality(torch_model) == modality.TEXT
+            tokenizer = load.load_tokenizer(
+                source, trust_remote_code=trust_remote_code, warn_missing=text
+            )
+    return LoadedModel(torch_model, task_obj, source, source_name, tokenizer)
+
+
+def _check_dtype(dtype: str, device: str, validate_export: bool) -> torch.dtype:
+    if dtype not in DTYPES:
+        raise ExportOptionError(
+            f"Unknown --dtype '{dtype}'; choose one of {', '.join(DTYPES)}.", option="--dtype"
+        )
+    if dtype == "bf16" and device == "cpu" and validate_export:
+        raise ExportOptionError(
+            "--dtype bf16 cannot be validated on the CPU: ONNX Runtime's CPU provider has no "
+            "bfloat16 kernels. Validate on a GPU with --device cuda, use --dtype fp16, or pass "
+            "--no-validate to write it unvalidated.",
+            option="--dtype",
+        )
+    return DTYPES[dtype]
+
+
+def _versions() -> dict[str, str]:
+    """Versions of the libraries that shaped the graph, recorded in its metadata."""
+    import onnx
+    import transformers
+
+    return {
+        "torch_version": torch.__version__,
+        "transformers_version": transformers.__version__,
+        "onnx_version": onnx.__version__,
+    }
+
+
+def _dynamic_image(spec: ExportSpec) -> bool:
+    """Whether the spec gives images a dynamic height or width."""
+    template = spec.input_templates.get("pixel_values", ())
+    return HEIGHT in template or WIDTH in template
+
+
+def _capture_and_validate(
+    onnx_path: Path,
+    module: torch.nn.Module,
+    spec: ExportSpec,
+    *,
+    config: Any,
+    adapter: Any,
+    traced: InputShape,
+    device: str,
+    opset: int,
+    external_data: bool,
+    atol: float | None,
+    providers: list[str],
+    validate_export: bool,
+    output: Path,
+    metadata: dict[str, str],
+    release_model: Callable[[], None] | None = None,
+) -> tuple[str, ValidationReport | None]:
+    """Capture one graph to `onnx_path`, then validate it (raising on a mismatch).
+
+    `release_model` frees the model's weights once validation no longer needs them.
+    """
+    example = {k: v.to(device) for k, v in example_inputs(spec, config, adapter, traced).items()}
+    captured = capture(
+        module, spec, example, opset=opset, path=onnx_path, external_data=external_data
+    )
+    extra = {}
+    if spec.decoder and spec.decoder.max_total_length:
+        extra["max_total_length"] = str(spec.decoder.max_total_length)
+    add_metadata(
+        onnx_path,
+        {
+            **metadata,
+            "model_type": spec.model_type,
+            "capture_strategy": captured.strategy,
+            **extra,
+        },
+    )
+    if not validate_export:
+        return captured.strategy, None
+    report = validate(
+        onnx_path,
+        module,
+        spec,
+        adapter,
+        validation_shapes(traced),
+        atol=atol,
+        providers=providers,
+        release_model=release_model,
+    )
+    report = ValidationReport(
+        output / onnx_path.name,
+        report.reference_outputs,
+        report.onnx_outputs,
+        report.checks,
+        report.atol,
+    )
+    if not report.passed:
+        raise ValidationError(
+            f"Validation failed for {onnx_path.name}: {report.summary()}; '{output}' was "
+            "left as it was. Pass a larger --atol if this difference is acceptable, or "
+            "--no-validate to keep the files for inspection.",
+            report=report,
+        )
+    return captured.strategy, report
+
+
+def _release_weights(model: torch.nn.Module) -> None:
+    """Free `model`'s weights (moved to the meta device); only its config stays usable."""
+    model.to("meta")
+    gc.collect()
+
+
+def _exportable_experts(model: Any) -> None:
+    """Switch mixture-of-experts layers to transformers' `batched_mm` experts.
+
+    Their default, `grouped_mm`, is a custom op that torch.onnx cannot translate; `batched_mm`
+    computes the same with plain batched matmuls (and is validated like any export).
+    """
+    if getattr(model.config, "_experts_implementation", None) != "grouped_mm":
+        return
+    try:
+        model.set_experts_implementation("batched_mm")
+    except (ValueError, RuntimeError, AttributeError) as err:
+        logger.warning("Could not switch the experts to batched_mm: %s", err)
+        return
+    logger.info("Mixture-of-experts layers run as batched matmuls (batched_mm) for export.")
+
+
+def _graphs(
+    model: Any, task: Task, config: Any, tokenizer: Any
+) -> list[tuple[str, torch.nn.Module, Task, list[str]]]:
+    """The graphs to write: (file name, module, task, default input names) for each."""
+    if not task.encoder_decoder:
+        names = default_input_names(model, config, tokenizer, with_past=task.with_past)
+        return [(ONNX_FILE, model, task, names)]
+    from onnxport.exporters.seq2seq import ENCODER_FILE, graph_parts
+
+    graphs = []
+    for file_name, module, declared in graph_parts(
+        model, task.name == "automatic-speech-recognition"
+    ):
+        # The encoder runs once per input: no cache.
+        part_task = replace(task, with_past=False) if file_name == ENCODER_FILE else task
+        inputs = (
+            declared if declared is not None else default_input_names(module, config, tokenizer)
+        )
+        graphs.append((file_name, module, part_task, inputs))
+    return graphs

@@ -1,0 +1,259 @@
+"""Capture stage: turn a PyTorch model into an ONNX file, trying strategies in order.
+
+The dynamo exporter (`torch.onnx.export(dynamo=True)`) comes first; the deprecated
+TorchScript exporter is the last resort. The result says which strategy produced the file
+and why each earlier one failed, and the log says it too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from onnxport.errors import CaptureError, ExportOptionError, write_failure
+from onnxport.exporters.spec import ExportSpec, run_reference
+
+logger = logging.getLogger(__name__)
+
+MIN_OPSET = 14
+DEFAULT_OPSET = 18
+
+
+def max_opset() -> int:
+    """Highest opset the installed torch.onnx exporter emits."""
+    from torch.onnx import _constants
+
+    return int(_constants.ONNX_MAX_OPSET)
+
+
+def check_opset(opset: int) -> None:
+    """Refuse an opset the installed exporter cannot target."""
+    if not MIN_OPSET <= opset <= max_opset():
+        raise ExportOptionError(
+            f"--opset {opset} is outside what this torch.onnx supports "
+            f"({MIN_OPSET}-{max_opset()}); the default is {DEFAULT_OPSET}.",
+            option="--opset",
+        )
+
+
+class GraphModule(torch.nn.Module):
+    """Positional inputs in spec order in, a tuple of outputs in spec order out.
+
+    Exporters name graph inputs and outputs by position; this wrapper fixes that order
+    without touching the model's class. A decoder's cache arrives as flat tensors and is
+    rebuilt into a transformers cache inside `forward` (the cache class is not a pytree
+    torch.export can take as an input).
+    """
+
+    def __init__(self, model: torch.nn.Module, spec: ExportSpec) -> None:
+        super().__init__()
+        self.model = model
+        self.spec = spec
+
+    def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Call the model through `run_reference` and pick the spec's outputs."""
+        inputs = dict(zip(self.spec.input_names, args, strict=True))
+        outputs = run_reference(self.model, self.spec, inputs)
+        return tuple(outputs[name] for name in self.spec.output_names)
+
+
+@dataclass(frozen=True)
+class CaptureResult:
+    """Which strategy wrote the ONNX file, and why the ones before it failed."""
+
+    path: Path
+    strategy: str
+    failures: tuple[tuple[str, str], ...]
+    seconds: float
+
+
+class CaptureStrategy:
+    """One way to capture a graph; subclasses implement `run`."""
+
+    name = "base"
+
+    def run(
+        self,
+        module: GraphModule,
+        args: tuple[torch.Tensor, ...],
+        spec: ExportSpec,
+        opset: int,
+        path: Path,
+        external_data: bool,
+    ) -> None:
+        """Write the ONNX model to `path` or raise."""
+        raise NotImplementedError
+
+
+class DynamoStrategy(CaptureStrategy):
+    """torch.export-based exporter with named dynamic axes (PyTorch's default)."""
+
+    name = "dynamo"
+
+    def run(
+        self,
+        module: GraphModule,
+        args: tuple[torch.Tensor, ...],
+        spec: ExportSpec,
+        opset: int,
+        path: Path,
+        external_data: bool,
+    ) -> None:
+        """Export with `dynamo=True` and save, with weights in one external file if asked."""
+        # GraphModule.forward takes *args: torch.export reads one spec per argument, nested
+        # under the single variadic parameter.
+        dynamic_shapes = (tuple(dict(axes) for axes in spec.inputs.values()),)
+        program = torch.onnx.export(
+            module,
+            args,
+            dynamo=True,
+            dynamic_shapes=dynamic_shapes,
+            input_names=spec.input_names,
+            output_names=spec.output_names,
+            opset_version=opset,
+            optimize=True,
+            verbose=False,
+        )
+        try:
+            if program is None:
+                raise RuntimeError("torch.onnx.export returned no program")
+            program.save(str(path), external_data=external_data)
+        finally:
+            del program
+            release_rewriter_graphs()
+
+
+def release_rewriter_graphs() -> None:
+    """Drop the graph onnxscript's rewrite rules keep from the last one they matched.
+
+    onnxscript (0.7) shares module-level rewrite rules whose matchers keep the last graph
+    they saw (`_graph`, `_match`); that graph's initializers are the exported model's own tensors,
+    so the weights could never be freed after an export (a 3 GB model stayed resident
+    through validation). The attributes are set afresh at the start of every match.
+    """
+    try:
+        from onnxscript.rewriter._basics import MatchResult
+        from onnxscript.rewriter._matcher import SimplePatternMatcher
+    except ImportError:  # a different onnxscript layout: nothing we know how to release
+        return
+    for each in gc.get_objects():
+        if isinstance(each, SimplePatternMatcher):
+            state = vars(each)
+            for attribute in ("_graph", "_current_node", "_tracer"):
+                if attribute in state:
+                    state[attribute] = None
+            if "_match" in state:
+                state["_match"] = MatchResult()
+    gc.collect()
+
+
+class TorchScriptStrategy(CaptureStrategy):
+    """The deprecated TorchScript tracer: last resort for models dynamo cannot capture."""
+
+    name = "torchscript"
+
+    def run(
+        self,
+        module: GraphModule,
+        args: tuple[torch.Tensor, ...],
+        spec: ExportSpec,
+        opset: int,
+        path: Path,
+        external_data: bool,
+    ) -> None:
+        """Trace and export with `dynamo=False` and dynamic_axes."""
+        dynamic_axes = {name: dict(axes) for name, axes in {**spec.inputs, **spec.outputs}.items()}
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            dynamo=False,
+            input_names=spec.input_names,
+            output_names=spec.output_names,
+            dynamic_axes=dynamic_axes,
+            opset_version=min(opset, 20),
+            do_constant_folding=True,
+        )
+
+
+CAPTURE_STRATEGIES: tuple[CaptureStrategy, ...] = (DynamoStrategy(), TorchScriptStrategy())
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Keep torch.onnx's progress prints and warnings out of our log for this call only."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
+    previous = [each.level for each in loggers]
+    for each in loggers:
+        each.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for each, level in zip(loggers, previous, strict=True):
+            each.setLevel(level)
+
+
+def capture(
+    model: torch.nn.Module,
+    spec: ExportSpec,
+    example: dict[str, torch.Tensor],
+    *,
+    opset: int,
+    path: Path,
+    external_data: bool = False,
+    strategies: Sequence[CaptureStrategy] = CAPTURE_STRATEGIES,
+) -> CaptureResult:
+    """Write `model` as ONNX to `path` with the first strategy that succeeds."""
+    module = GraphModule(model, spec).eval()
+    args = tuple(example[name] for name in spec.input_names)
+    failures: list[tuple[str, str]] = []
+    for strategy in strategies:
+        start = time.perf_counter()
+        logger.info("Capturing the graph with the %s exporter...", strategy.name)
+        try:
+            with _quiet_exporter(), torch.no_grad():
+                strategy.run(module, args, spec, opset, path, external_data)
+        except Exception as err:
+            if write_failure(err) is not None:
+                raise  # a full or read-only disk: no other exporter would fare better
+            reason = _summary(err)
+            failures.append((strategy.name, reason))
+            logger.warning("The %s exporter failed: %s", strategy.name, reason)
+            for leftover in path.parent.glob(path.name + "*"):
+                leftover.unlink()
+            continue
+        seconds = time.perf_counter() - start
+        if failures:
+            logger.warning(
+                "Graph captured by the fallback %s exporter after: %s",
+                strategy.name,
+                "; ".join(f"{name}: {why}" for name, why in failures),
+            )
+        else:
+            logger.info("Graph captured by the %s exporter in %.1f s.", strategy.name, seconds)
+        return CaptureResult(path, strategy.name, tuple(failures), seconds)
+    raise CaptureError(
+        f"Could not capture '{spec.model_type}' for {spec.task}: "
+        + "; ".join(f"{name} exporter: {why}" for name, why in failures)
+        + ". Set ONNXPORT_DEBUG=1 for the traceback, or register an adapter for this model.",
+        failures=failures,
+    )
+
+
+def _summary(err: BaseException) -> str:
+    """The root cause in one line: torch.onnx wraps it in a generic 'step 1/3' error."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    text = lines[0] if lines else type(err).__name__
+    return f"{type(err).__name__}: {text[:300]}"

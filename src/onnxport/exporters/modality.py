@@ -1,0 +1,298 @@
+"""Inputs of vision, audio and multimodal models: names from the model, shapes from the config.
+
+Transformers names each model's main input (`main_input_name`: input_ids, pixel_values,
+input_values, input_features). Text goes through the tokenizer path in `spec`; this module
+derives everything else:
+
+- images: `pixel_values` (batch, channels, height, width), channels and size read from the
+  config (or its vision_config), else from the architecture's image processor; height and
+  width are fixed at that size (position embeddings of most vision models are);
+- raw audio: `input_values` (batch, samples), samples dynamic, plus `attention_mask` where
+  the architecture's feature extractor returns one and forward takes it;
+- spectrograms (`input_features`, or AST-style 3-d `input_values`): the layout (frames first or
+  features first, dynamic or fixed length) is not recorded anywhere, so the candidate layouts
+  the config allows are tried on the model itself and the first it runs on is kept;
+- dual encoders (CLIP, SigLIP, ...): text inputs plus `pixel_values`;
+- document models (LayoutLM): text inputs plus a `bbox` (x0, y0, x1, y1 in 0-1000) per token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+from typing import Any
+
+import torch
+
+from onnxport.errors import SpecError
+from onnxport.exporters.dummy import (
+    AUDIO,
+    BATCH,
+    FRAMES,
+    HEIGHT,
+    IMAGE_BATCH,
+    SEQUENCE,
+    WIDTH,
+    Template,
+    model_dtype,
+    probe_shape,
+    trace_shape,
+    validation_shapes,
+)
+
+logger = logging.getLogger(__name__)
+
+TEXT, IMAGE, AUDIO_WAVE, SPECTROGRAM = "text", "image", "audio", "spectrogram"
+_DEFAULT_IMAGE_SIZE = 64
+_DEFAULT_MEL_BINS = 80
+_IMAGE_INPUTS = ("pixel_values",)
+_AUDIO_INPUTS = ("input_values", "input_features")
+
+
+def main_input_name(model: torch.nn.Module) -> str:
+    """The input transformers calls the model's main one (`input_ids` for text)."""
+    name = getattr(model, "main_input_name", "input_ids")
+    if isinstance(name, (list, tuple)):
+        name = name[0]
+    return str(name)
+
+
+def modality(model: torch.nn.Module) -> str:
+    """text, image, audio (raw samples) or spectrogram, read from the main input."""
+    name = main_input_name(model)
+    if name == "pixel_values":
+        return IMAGE
+    if name == "input_values":
+        return AUDIO_WAVE
+    if name == "input_features":
+        return SPECTROGRAM
+    return TEXT
+
+
+def _sub_configs(config: Any) -> list[Any]:
+    subs = [config]
+    for key in ("vision_config", "backbone_config", "audio_config", "encoder_config"):
+        sub = getattr(config, key, None)
+        if sub is not None and not isinstance(sub, dict):
+            subs.append(sub)
+    return subs
+
+
+def _first_attr(config: Any, *names: str) -> Any:
+    for sub in _sub_configs(config):
+        for name in names:
+            value = getattr(sub, name, None)
+            if value is not None:
+                return value
+    return None
+
+
+def image_size(config: Any) -> tuple[int, int]:
+    """(height, width) the model takes: config first, then the image processor's default."""
+    return _configured_image_size(config) or (_DEFAULT_IMAGE_SIZE, _DEFAULT_IMAGE_SIZE)
+
+
+def _configured_image_size(config: Any) -> tuple[int, int] | None:
+    """The config's or image processor's (height, width), None when neither fixes one."""
+    size = _first_attr(config, "image_size", "img_size", "input_size")
+    if isinstance(size, int) and size > 0:
+        return size, size
+    if isinstance(size, (list, tuple)) and len(size) >= 2:
+        return int(size[-2]), int(size[-1])
+    return _processor_image_size(config.model_type)
+
+
+def _processor_image_size(model_type: str) -> tuple[int, int] | None:
+    """The (height, width) the architecture's image processor resizes to, if fixed."""
+    from transformers.models.auto.image_processing_auto import (
+        IMAGE_PROCESSOR_MAPPING_NAMES,
+        get_image_processor_class_from_name,
+    )
+
+    entry: Any = IMAGE_PROCESSOR_MAPPING_NAMES.get(model_type)
+    if isinstance(entry, dict):  # backends: the PIL one needs no torchvision
+        entry = entry.get("pil") or entry.get("torchvision")
+    if isinstance(entry, (list, tuple)):
+        entry = next((n for n in entry if n), None)
+    if not entry:
+        return None
+    with contextlib.suppress(Exception):  # optional packages may be missing
+        processor = get_image_processor_class_from_name(str(entry))()
+        size = getattr(processor, "crop_size", None) or getattr(processor, "size", None)
+        size = dict(size) if size else {}
+        if "height" in size and "width" in size:
+            return int(size["height"]), int(size["width"])
+    return None
+
+
+def num_channels(config: Any) -> int:
+    """Image channels: the config's num_channels (3 when it does not say)."""
+    value = _first_attr(config, "num_channels", "in_channels", "num_input_channels")
+    return int(value) if isinstance(value, int) and value > 0 else 3
+
+
+def has_image_processor(model_type: str) -> bool:
+    """Whether transformers maps this model type to an image processor."""
+    from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING_NAMES
+
+    return model_type in IMAGE_PROCESSOR_MAPPING_NAMES
+
+
+def _extractor_masks(config: Any) -> bool:
+    """Whether the architecture's feature extractor returns an attention mask by default.
+
+    Models fed without one (wav2vec2-base style) are exported without one: their x-vector
+    head takes a per-example Python loop over the mask's lengths, which no graph can hold.
+    """
+    from transformers.models.auto.feature_extraction_auto import (
+        FEATURE_EXTRACTOR_MAPPING_NAMES,
+        feature_extractor_class_from_name,
+    )
+
+    if getattr(config, "feat_extract_norm", None) == "layer":
+        return True  # checkpoints of this layout ship extractors that return a mask
+    name = FEATURE_EXTRACTOR_MAPPING_NAMES.get(config.model_type)
+    with contextlib.suppress(Exception):
+        return bool(feature_extractor_class_from_name(str(name))().return_attention_mask)
+    return False
+
+
+def input_names(model: torch.nn.Module, config: Any, accepted: set[str]) -> list[str]:
+    """Graph inputs of a vision or audio model, in the processor's order."""
+    main = main_input_name(model)
+    if main not in accepted:
+        raise SpecError(
+            f"'{config.model_type}' names {main} its main input but forward does not take it."
+        )
+    names = [main]
+    if main == "input_values" and "attention_mask" in accepted and _extractor_masks(config):
+        names.append("attention_mask")
+    return names
+
+
+def input_templates(
+    model: torch.nn.Module, config: Any, names: list[str], *, any_size: bool = True
+) -> dict[str, Template]:
+    """Full shapes (axis names or fixed sizes) of the non-text inputs among `names`.
+
+    Images get a dynamic height and width when the model runs at other sizes, unless
+    `any_size` is off (the exporter's retry when the graph fixed a size anyway).
+    """
+    templates: dict[str, Template] = {}
+    if "pixel_values" in names:
+        height, width = image_size(config)
+        channels = num_channels(config)
+        if "input_ids" in names:
+            # A dual encoder scores any number of images against any number of texts;
+            # a model that reads both together (grounding) takes as many of each.
+            separate = _images_apart_from_texts(model, config, channels, height, width)
+            images = IMAGE_BATCH if separate else BATCH
+            templates["pixel_values"] = (images, channels, height, width)
+        elif any_size and _runs_at_any_size(model, channels):
+            templates["pixel_values"] = (BATCH, channels, HEIGHT, WIDTH)
+        elif not any_size and not _configured_image_size(config):
+            # No size of its own (DETR-style processors keep the aspect ratio): the traced
+            # size, which the model was seen to run at, rather than a guess it may not run at.
+            traced = trace_shape()
+            size = (traced.size_of(HEIGHT), traced.size_of(WIDTH))
+            templates["pixel_values"] = (BATCH, channels, *size)
+        else:
+            templates["pixel_values"] = (BATCH, channels, height, width)
+    if "bbox" in names:
+        templates["bbox"] = (BATCH, SEQUENCE, 4)
+    audio = next((n for n in names if n in _AUDIO_INPUTS), None)
+    if audio is not None:
+        templates[audio] = _audio_layout(model, config, audio)
+        if "attention_mask" in names:
+            templates["attention_mask"] = templates[audio][:2]
+    return templates
+
+
+def _scratch(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of `model` to probe with, sharing its weights.
+
+    Some models adapt themselves to the input they last saw (Swin shrinks its attention
+    window to a small image's size and keeps it): a failed probe must not change the model
+    that is exported.
+    """
+    shared = {id(t): t for t in [*model.parameters(), *model.buffers()]}
+    return copy.deepcopy(model, memo=shared)
+
+
+def _images_apart_from_texts(
+    model: torch.nn.Module, config: Any, channels: int, height: int, width: int
+) -> bool:
+    """Whether the model runs on a number of images unlike its number of texts."""
+    from onnxport.exporters.dummy import text_vocab_size
+
+    shape = trace_shape()
+    vocab = max(text_vocab_size(config), 6)
+    ids = torch.randint(5, vocab, (shape.batch_size, shape.sequence_length))
+    images = shape.size_of(IMAGE_BATCH)
+    pixels = torch.randn(images, channels, height, width, dtype=model_dtype(model))
+    try:
+        with torch.no_grad():
+            _scratch(model)(input_ids=ids, pixel_values=pixels)
+    except Exception:  # one image per text
+        return False
+    return True
+
+
+def _runs_at_any_size(model: torch.nn.Module, channels: int) -> bool:
+    """Whether the model takes images of other sizes (at the traced and validated ones).
+
+    Convolutional backbones do, and their processors resize to varying sizes (DETR keeps
+    the aspect ratio); models with learned position embeddings for one size refuse.
+    """
+    traced, dtype = trace_shape(), model_dtype(model)
+    for shape in (traced, probe_shape(traced), *validation_shapes(traced)):
+        size = (shape.size_of(HEIGHT), shape.size_of(WIDTH))
+        pixels = torch.randn(shape.batch_size, channels, *size, dtype=dtype)  # not batch 1
+        try:
+            with torch.no_grad():
+                _scratch(model)(pixel_values=pixels)
+        except Exception:  # a fixed-size model: its config's size it is
+            return False
+    return True
+
+
+def _audio_layout(model: torch.nn.Module, config: Any, name: str) -> Template:
+    """The first candidate layout the model runs on (see the module docstring)."""
+    features = []
+    for key in ("num_mel_bins", "feature_size", "n_mels", "input_feat_per_channel", "input_dim"):
+        value = _first_attr(config, key)
+        if isinstance(value, int) and value > 1 and value not in features:
+            features.append(value)
+    channels = _first_attr(config, "input_channels")
+    if isinstance(channels, int) and channels > 1 and features:
+        features.insert(0, features[-1] * channels)
+    features = features or [_DEFAULT_MEL_BINS]
+    lengths: list[int] = []
+    for key in ("max_length", "max_source_positions", "num_frames"):
+        value = _first_attr(config, key)
+        if isinstance(value, int) and value > 1:
+            lengths += [value, 2 * value]
+    candidates: list[Template] = [(BATCH, AUDIO)] if name == "input_values" else []
+    for size in features:
+        candidates += [(BATCH, FRAMES, size), (BATCH, size, FRAMES)]
+    for length in lengths:
+        for size in features:
+            candidates += [(BATCH, length, size), (BATCH, size, length)]
+    shape, dtype = trace_shape(), model_dtype(model)
+    errors = []
+    for template in candidates:
+        dims = [shape.size_of(d) if isinstance(d, str) else d for d in template]
+        try:
+            with torch.no_grad():
+                _scratch(model)(**{name: torch.randn(dims, dtype=dtype)})
+        except Exception as err:  # this layout is not the model's: try the next one
+            errors.append(f"{tuple(dims)}: {str(err).strip().splitlines()[0][:120]}")
+            continue
+        logger.debug("%s layout of %s: %s", name, config.model_type, template)
+        return template
+    raise SpecError(
+        f"No {name} layout '{config.model_type}' runs on was found (tried "
+        f"{len(candidates)}; first: {errors[0] if errors else 'none'}). Register an adapter "
+        "that declares its input shape."
+    )

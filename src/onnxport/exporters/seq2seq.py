@@ -1,0 +1,167 @@
+"""Encoder-decoder models split into the two graphs onnxport exports.
+
+`encoder_model.onnx` runs once per input; `decoder_model.onnx` runs every step, taking the
+encoder's hidden states and its own self-attention cache (empty on the first step). It
+recomputes the cross-attention keys and values each step instead of caching them: whether
+transformers reuses a cross-attention cache is a Python flag (`is_updated`) that a traced
+graph would freeze, so one graph could not serve both the first step and the later ones.
+
+Speech models (Whisper) take log-mel `input_features` of a fixed number of frames instead of
+tokens, and their decoder has no mask over the encoder's states: `SpeechEncoderPart` and
+`SpeechDecoderPart` declare exactly those inputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import DynamicCache, EncoderDecoderCache
+from transformers.modeling_outputs import BaseModelOutput
+
+from onnxport.errors import UnsupportedModelError
+from onnxport.exporters.dummy import BATCH, Template
+from onnxport.layout import DECODER_FILE, ENCODER_FILE
+
+DECODER_INPUTS = ["input_ids", "encoder_attention_mask", "encoder_hidden_states"]
+SPEECH_DECODER_INPUTS = ["input_ids", "encoder_hidden_states"]
+
+
+def speech_frames(model: Any) -> int:
+    """Frames of log-mel features the encoder takes: Whisper's encoder refuses any other length.
+
+    Read as WhisperGenerationMixin reads it (conv strides x encoder positions); an encoder
+    without that layout is refused, naming the architecture.
+    """
+    config = model.config
+    encoder = model.get_encoder()
+    convs: list[Any] = [getattr(encoder, name, None) for name in ("conv1", "conv2")]
+    positions = getattr(config, "max_source_positions", None)
+    if None in convs or not positions or not hasattr(config, "num_mel_bins"):
+        raise UnsupportedModelError(
+            f"automatic-speech-recognition export supports Whisper-style models (log-mel "
+            f"input_features of a fixed length); '{config.model_type}' is not supported yet.",
+            model_type=config.model_type,
+        )
+    stride = 1
+    for conv in convs:
+        stride *= int(conv.stride[0])
+    return stride * int(positions)
+
+
+class EncoderPart(torch.nn.Module):
+    """The encoder stack of an encoder-decoder model, returning `last_hidden_state`."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.encoder = model.get_encoder()
+        self.config = model.config
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        return_dict: bool = True,
+    ) -> BaseModelOutput:
+        """Encode the source tokens."""
+        output = self.encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+        return BaseModelOutput(last_hidden_state=output.last_hidden_state)
+
+
+def decoder_step(
+    model: Any,
+    input_ids: torch.Tensor,
+    encoder_hidden_states: torch.Tensor,
+    cache: Any,
+    encoder_attention_mask: torch.Tensor | None = None,
+) -> dict[str, Any]:
+    """One decoder step: `logits` and the new self-attention `cache` (cross-attention empty)."""
+    self_attention = cache if cache is not None else DynamicCache()
+    mask = {} if encoder_attention_mask is None else {"attention_mask": encoder_attention_mask}
+    output = model(
+        encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden_states),
+        decoder_input_ids=input_ids,
+        cache=EncoderDecoderCache(self_attention, DynamicCache()),
+        use_cache=True,
+        return_dict=True,
+        **mask,
+    )
+    return {"logits": output.logits, "cache": output.cache.self_attention_cache}
+
+
+class DecoderPart(torch.nn.Module):
+    """One decoding step given the encoder's states and the self-attention cache so far.
+
+    Returns `logits` and `cache` (the new self-attention cache) like a decoder-only model, so
+    the generic with-past path exports and validates it.
+    """
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+        self.config = model.config
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        encoder_attention_mask: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        cache: Any = None,
+        use_cache: bool = True,
+        return_dict: bool = True,
+    ) -> dict[str, Any]:
+        """Run the decoder with an empty cross-attention cache (recomputed from the states)."""
+        return decoder_step(
+            self.model, input_ids, encoder_hidden_states, cache, encoder_attention_mask
+        )
+
+
+class SpeechEncoderPart(torch.nn.Module):
+    """The audio encoder of a Whisper-style model: fixed-length log-mel features in."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.encoder = model.get_encoder()
+        self.config = model.config
+        frames = speech_frames(model)
+        self.input_templates: dict[str, Template] = {
+            "input_features": (BATCH, int(model.config.num_mel_bins), frames)
+        }
+
+    def forward(self, input_features: torch.Tensor, return_dict: bool = True) -> BaseModelOutput:
+        """Encode the log-mel features."""
+        output = self.encoder(input_features=input_features, return_dict=True)
+        return BaseModelOutput(last_hidden_state=output.last_hidden_state)
+
+
+class SpeechDecoderPart(torch.nn.Module):
+    """One decoding step of a speech model: its decoder attends to every encoder state."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+        self.config = model.config
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        cache: Any = None,
+        use_cache: bool = True,
+        return_dict: bool = True,
+    ) -> dict[str, Any]:
+        """Run the decoder with an empty cross-attention cache (recomputed from the states)."""
+        return decoder_step(self.model, input_ids, encoder_hidden_states, cache)
+
+
+def graph_parts(model: Any, speech: bool) -> list[tuple[str, torch.nn.Module, list[str] | None]]:
+    """(file name, module, input names) of the two graphs; None: the tokenizer's names."""
+    if speech:
+        return [
+            (ENCODER_FILE, SpeechEncoderPart(model), ["input_features"]),
+            (DECODER_FILE, SpeechDecoderPart(model), list(SPEECH_DECODER_INPUTS)),
+        ]
+    return [
+        (ENCODER_FILE, EncoderPart(model), None),
+        (DECODER_FILE, DecoderPart(model), list(DECODER_INPUTS)),
+    ]

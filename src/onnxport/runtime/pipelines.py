@@ -1,0 +1,191 @@
+"""`onnxport.pipeline`: transformers pipelines running on ONNX Runtime.
+
+The pipeline logic (pre- and post-processing) is transformers' own; only the model is
+replaced by an ORT model, so results follow PyTorch's pipeline exactly. Question answering,
+text-to-text generation, summarization and translation, which transformers 5 dropped, use
+onnxport's own pipelines (`qa_pipeline`, `text2text_pipeline`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from onnxport import hub
+from onnxport.errors import ORTModelError, TaskError
+from onnxport.runtime.base import ORTModel
+from onnxport.runtime.registry import ORT_MODEL_CLASSES
+from onnxport.tasks import get_task, resolve_task
+
+# Tasks with a pipeline; multiple-choice, masked-im, image-to-image, audio frame
+# classification and x-vectors have none in transformers 5 either.
+PIPELINE_TASKS = (
+    "audio-classification",
+    "automatic-speech-recognition",
+    "ctc",
+    "depth-estimation",
+    "feature-extraction",
+    "fill-mask",
+    "image-classification",
+    "image-feature-extraction",
+    "object-detection",
+    "question-answering",
+    "semantic-segmentation",
+    "text-classification",
+    "text-generation",
+    "text2text-generation",
+    "token-classification",
+    "zero-shot-image-classification",
+    "zero-shot-object-detection",
+)
+# onnxport task -> transformers pipeline name, where they differ.
+_PIPELINE_NAMES = {
+    "semantic-segmentation": "image-segmentation",
+    "ctc": "automatic-speech-recognition",
+}
+# What each task's pipeline needs besides the model; text tasks need the tokenizer only.
+_IMAGE_TASKS = frozenset(
+    {
+        "depth-estimation",
+        "image-classification",
+        "image-feature-extraction",
+        "object-detection",
+        "semantic-segmentation",
+        "zero-shot-image-classification",
+        "zero-shot-object-detection",
+    }
+)
+_AUDIO_TASKS = frozenset({"audio-classification", "automatic-speech-recognition", "ctc"})
+_NEEDS_TOKENIZER = frozenset(
+    {"ctc", "zero-shot-image-classification", "zero-shot-object-detection"}
+)
+# Pipeline names that pick onnxport's text-to-text pipelines (translation_xx_to_yy too).
+_TEXT2TEXT_NAMES = ("text2text-generation", "summarization", "translation")
+
+
+class _DropUnsupportedModelMessage(logging.Filter):
+    """Hide transformers' "model is not supported" error while onnxport builds a pipeline.
+
+    transformers logs it for any class outside its Auto mappings, ORT models included,
+    although they work.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "is not supported for" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_model_check() -> Iterator[None]:
+    target = logging.getLogger("transformers.pipelines.base")
+    drop = _DropUnsupportedModelMessage()
+    target.addFilter(drop)
+    try:
+        yield
+    finally:
+        target.removeFilter(drop)
+
+
+def pipeline(
+    task: str,
+    model: str | os.PathLike[str] | ORTModel | None = None,
+    tokenizer: Any | None = None,
+    *,
+    export: bool | None = None,
+    provider: str = "CPUExecutionProvider",
+    **kwargs: Any,
+) -> Any:
+    """Build a transformers pipeline whose model runs on ONNX Runtime.
+
+    `model` is an exported folder, a PyTorch checkpoint (exported on the fly; force either way
+    with `export=`), or an ORT model. The tokenizer defaults to the model folder's. Other
+    keyword arguments go to `transformers.pipeline`.
+
+    Example:
+        >>> classifier = pipeline("text-classification", model="out/")  # doctest: +SKIP
+        >>> classifier("I love this")  # doctest: +SKIP
+        [{'label': 'POSITIVE', 'score': 0.99}]
+
+    """
+    import transformers
+    from transformers import AutoTokenizer
+
+    translation_pair = task.startswith("translation_")
+    task_obj = get_task("translation" if translation_pair else task)
+    if task_obj.name not in PIPELINE_TASKS:
+        raise TaskError(
+            f"There is no pipeline for '{task_obj.name}'; call the ORT model directly. "
+            f"Pipelines: {', '.join(PIPELINE_TASKS)}.",
+            task=task,
+            available=PIPELINE_TASKS,
+        )
+    if model is None:
+        raise ORTModelError("pipeline() needs model=: an exported folder or a checkpoint.")
+    ort_model: Any
+    tokenizer_obj: Any = tokenizer
+    if isinstance(model, ORTModel):
+        ort_model = model
+        task_obj = resolve_task(task_obj, ort_model.config.model_type)
+    else:
+        folder = Path(model)
+        if export is None:
+            export = not (folder.is_dir() and any(folder.glob("*.onnx")))
+        if folder.is_dir():  # speech recognition: CTC or encoder-decoder, by architecture
+            task_obj = resolve_task(task_obj, hub.load_config(folder).model_type)
+        model_class = ORT_MODEL_CLASSES[task_obj.name]
+        ort_model = model_class.from_pretrained(model, export=export, provider=provider)
+    name = task_obj.name
+    if name in _IMAGE_TASKS or name in _AUDIO_TASKS:
+        if name in _IMAGE_TASKS and "image_processor" not in kwargs:
+            kwargs["image_processor"] = _preprocessor(ort_model.model_dir, "AutoImageProcessor")
+        if name in _AUDIO_TASKS and "feature_extractor" not in kwargs:
+            kwargs["feature_extractor"] = _preprocessor(ort_model.model_dir, "AutoFeatureExtractor")
+        if name not in _NEEDS_TOKENIZER and name != "automatic-speech-recognition":
+            return _build(_PIPELINE_NAMES.get(name, name), ort_model, tokenizer, kwargs)
+    if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
+        source = tokenizer if tokenizer is not None else ort_model.model_dir
+        try:
+            tokenizer_obj = AutoTokenizer.from_pretrained(source)
+        except (OSError, ValueError) as err:
+            raise ORTModelError(
+                f"No tokenizer in '{source}'; pass tokenizer=... explicitly."
+            ) from err
+    if task_obj.name == "question-answering":
+        from onnxport.runtime.qa_pipeline import QuestionAnsweringPipeline
+
+        return QuestionAnsweringPipeline(model=ort_model, tokenizer=tokenizer_obj, **kwargs)
+    if task_obj.name == "text2text-generation":
+        from onnxport.runtime.text2text_pipeline import pipeline_class
+
+        name = task if translation_pair or task in _TEXT2TEXT_NAMES else task_obj.name
+        return pipeline_class(name)(model=ort_model, tokenizer=tokenizer_obj, task=name, **kwargs)
+    pipeline_task = task if task in transformers.pipelines.SUPPORTED_TASKS else name
+    return _build(
+        _PIPELINE_NAMES.get(pipeline_task, pipeline_task), ort_model, tokenizer_obj, kwargs
+    )
+
+
+def _build(task: str, model: Any, tokenizer: Any, kwargs: dict[str, Any]) -> Any:
+    import transformers
+
+    # transformers' overloads type only literal task names; ours is chosen at run time.
+    build: Any = transformers.pipeline
+    with _quiet_model_check():
+        return build(task, model=model, tokenizer=tokenizer, **kwargs)
+
+
+def _preprocessor(folder: Path, auto_class: str) -> Any:
+    """The folder's image processor or feature extractor (preprocessor_config.json)."""
+    import transformers
+
+    kind = "image_processor" if auto_class == "AutoImageProcessor" else "feature_extractor"
+    try:
+        return getattr(transformers, auto_class).from_pretrained(folder)
+    except (OSError, ValueError, KeyError) as err:
+        raise ORTModelError(
+            f"No {kind.replace('_', ' ')} (preprocessor_config.json) in '{folder}'; pass "
+            f"{kind}=... explicitly, or export with processor=..."
+        ) from err

@@ -1,0 +1,281 @@
+"""Accuracy guard: how far an optimized or quantized variant drifts from the fp32 export.
+
+Every optimize and quantize run compares the new graph with the fp32 export on sample inputs,
+one text at a time (so a one-word input counts as much as a long one), and reports the worst
+case: max absolute difference and minimum cosine similarity of the main output. For
+feature extraction the cosine is that of the mean-pooled sentence embeddings, what a user of
+the embeddings compares. Generative models also report greedy-token agreement.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from onnxport.errors import VariantError
+from onnxport.variants.files import exported_task
+
+logger = logging.getLogger(__name__)
+
+# Built-in evaluation texts: one-word, short and long inputs, where quantization errors show.
+EVAL_TEXTS = (
+    "no",
+    "Hi",
+    "Paris",
+    "I love it",
+    "Where is the nearest train station?",
+    "The quick brown fox jumps over the lazy dog.",
+    "ONNX Runtime runs exported models on servers, phones and browsers.",
+    "The meeting was moved to Thursday afternoon at three, after the budget review.",
+    "A model exported once should give the same answers everywhere, and this sentence keeps "
+    "going with many clauses, numbers like 3.14159 and 2026, names such as Ada Lovelace and "
+    "Alan Turing, and rarer words (photosynthesis, juxtaposition, antidisestablishmentarian) "
+    "so that the embedding has to carry a lot of content at once.",
+)
+GENERATIVE_TASKS = ("text-generation", "text2text-generation", "automatic-speech-recognition")
+
+
+@dataclass(frozen=True)
+class AccuracyReport:
+    """Drift of `candidate` from `reference` on `samples` inputs.
+
+    `min_cosine` is the worst per-input cosine of the main output (mean-pooled embeddings for
+    feature extraction, next-token logits for generative models); `token_agreement` is the
+    share of greedy tokens equal to the reference's (generative models only).
+    """
+
+    reference: str
+    candidate: str
+    output: str
+    samples: int
+    max_abs_diff: float
+    min_cosine: float
+    mean_cosine: float
+    token_agreement: float | None = None
+
+    def passes(self, min_cosine: float) -> bool:
+        """Whether the worst input keeps at least `min_cosine`."""
+        return self.min_cosine >= min_cosine
+
+    def format(self) -> str:
+        """The block the CLI prints."""
+        lines = [
+            f"Accuracy of {self.candidate} against {self.reference} ({self.samples} inputs, "
+            f"output '{self.output}'):",
+            f"    max abs diff {self.max_abs_diff:.3g}, cosine min {self.min_cosine:.5f} / "
+            f"mean {self.mean_cosine:.5f}",
+        ]
+        if self.token_agreement is not None:
+            lines.append(f"    greedy-token agreement {self.token_agreement:.1%}")
+        return "\n".join(lines)
+
+
+def read_texts(path: str | Path | None) -> list[str]:
+    """Non-empty lines of a text file (one input per line), or the built-in texts."""
+    if path is None:
+        return list(EVAL_TEXTS)
+    file = Path(path)
+    if not file.is_file():
+        raise VariantError(
+            f"Text file '{file}' does not exist; pass a file with one text per line."
+        )
+    texts = [line.strip() for line in file.read_text(encoding="utf-8").splitlines()]
+    texts = [t for t in texts if t]
+    if not texts:
+        raise VariantError(f"Text file '{file}' has no non-empty lines.")
+    return texts
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two arrays, flattened (1.0 for two equal zero arrays)."""
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    norm = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(a @ b / norm) if norm > 0 else float(np.array_equal(a, b))
+
+
+def _session(path: Path, threads: int = 0) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class RandomTokens:
+    """Stands in for a missing tokenizer: each text becomes ids seeded by the text itself.
+
+    As many ids as the text has words (plus two), drawn above the usual special-token ids, so
+    short and long inputs still differ as the built-in texts do.
+    """
+
+    model_max_length = 256
+
+    def __init__(self, vocab_size: int) -> None:
+        self.vocab_size = max(int(vocab_size), 8)
+
+    def __call__(
+        self, text: str | list[str], return_tensors: str = "np", max_length: int = 256, **_: Any
+    ) -> dict[str, Any]:
+        """Encode one text as a tokenizer would: input_ids and attention_mask."""
+        texts = [text] if isinstance(text, str) else list(text)
+        if len(texts) != 1:
+            raise ValueError("RandomTokens encodes one text at a time.")
+        seed = sum(ord(c) * (i + 1) for i, c in enumerate(texts[0])) % 2**32
+        length = min(len(texts[0].split()) + 2, max_length)
+        ids = np.random.default_rng(seed).integers(5, self.vocab_size, (1, length))
+        encoded = {"input_ids": ids.astype(np.int64), "attention_mask": np.ones_like(ids)}
+        if return_tensors == "pt":
+            import torch
+
+            return {k: torch.from_numpy(v) for k, v in encoded.items()}
+        return encoded
+
+
+def load_tokenizer(folder: Path) -> Any:
+    """The folder's tokenizer, or `RandomTokens` (with a warning) when it has none."""
+    from onnxport import hub
+    from onnxport.exporters.load import load_tokenizer
+
+    tokenizer = load_tokenizer(folder)
+    if tokenizer is not None:
+        return tokenizer
+    logger.warning("No tokenizer in '%s': random token ids stand in for the texts.", folder)
+    return RandomTokens(getattr(hub.load_config(folder), "vocab_size", 1000) or 1000)
+
+
+def max_tokens(tokenizer: Any, limit: int = 256) -> int:
+    """Longest input to feed: `limit`, or less where the tokenizer's model takes less."""
+    return min(limit, int(getattr(tokenizer, "model_max_length", limit) or limit))
+
+
+def encoder_feeds(session: ort.InferenceSession, tokenizer: Any, text: str) -> dict[str, Any]:
+    """One text as graph inputs (a multiple-choice graph gets it as two choices)."""
+    encoded = tokenizer(
+        text, return_tensors="np", truncation=True, max_length=max_tokens(tokenizer)
+    )
+    feeds: dict[str, Any] = {}
+    for graph_input in session.get_inputs():
+        value = encoded.get(graph_input.name)
+        if value is None:
+            fill = 1 if graph_input.name == "attention_mask" else 0
+            value = np.full_like(encoded["input_ids"], fill)
+        value = value.astype(np.int64)
+        if len(graph_input.shape) == 3:
+            value = np.stack([value, value], axis=1)
+        feeds[graph_input.name] = value
+    return feeds
+
+
+def compare_encoder(
+    folder: Path, reference: str, candidate: str, task: str, texts: list[str], tokenizer: Any
+) -> AccuracyReport:
+    """Run both graphs on each text; compare the first output (pooled for embeddings)."""
+    ref, new = _session(folder / reference), _session(folder / candidate)
+    name = ref.get_outputs()[0].name
+    cosines, worst = [], 0.0
+    for text in texts:
+        feeds = encoder_feeds(ref, tokenizer, text)
+        a = ref.run([name], feeds)[0]
+        b = new.run([name], feeds)[0]
+        worst = max(worst, float(np.abs(a.astype(np.float64) - b).max()))
+        if task == "feature-extraction" and a.ndim == 3:
+            mask = feeds["attention_mask"][..., None]
+            a, b = (a * mask).sum(1), (b * mask).sum(1)
+        cosines.append(cosine(a, b))
+    return AccuracyReport(
+        reference, candidate, name, len(texts), worst, min(cosines), float(np.mean(cosines))
+    )
+
+
+def compare_generative(
+    folder: Path, reference: str, candidate: str, task: str, texts: list[str], tokenizer: Any
+) -> AccuracyReport:
+    """Next-token logits on each prompt, then greedy decoding with both; tokens compared."""
+    import torch
+
+    from onnxport.runtime import ORT_MODEL_CLASSES
+
+    model_class: Any = ORT_MODEL_CLASSES[task]
+    ref = model_class.from_pretrained(folder, file_name=reference)
+    new = model_class.from_pretrained(folder, file_name=candidate)
+    cosines, worst, agree, total = [], 0.0, 0, 0
+    for text in texts:
+        inputs = _generative_inputs(task, folder, tokenizer, text, ref)
+        with torch.no_grad():
+            a = _next_logits(ref, inputs)
+            b = _next_logits(new, inputs)
+        worst = max(worst, float(np.abs(a - b).max()))
+        cosines.append(cosine(a, b))
+        options = {"max_new_tokens": 12, "do_sample": False}
+        tokens_a = ref.generate(**inputs, **options)[0].tolist()
+        tokens_b = new.generate(**inputs, **options)[0].tolist()
+        total += max(len(tokens_a), len(tokens_b))
+        agree += sum(x == y for x, y in zip(tokens_a, tokens_b, strict=False))
+    return AccuracyReport(
+        reference,
+        candidate,
+        "logits",
+        len(texts),
+        worst,
+        min(cosines),
+        float(np.mean(cosines)),
+        token_agreement=agree / total if total else None,
+    )
+
+
+def _generative_inputs(
+    task: str, folder: Path, tokenizer: Any, text: str, model: Any
+) -> dict[str, Any]:
+    if task == "automatic-speech-recognition":
+        from transformers import AutoFeatureExtractor
+
+        features = AutoFeatureExtractor.from_pretrained(folder)
+        seed = sum(map(ord, text))
+        rate = features.sampling_rate
+        time = np.arange(rate) / rate
+        rng = np.random.default_rng(seed)
+        audio = 0.3 * np.sin(2 * np.pi * (150 + seed % 400) * time) + 0.05 * rng.standard_normal(
+            time.size
+        )
+        return {
+            "input_features": features(
+                audio.astype(np.float32), sampling_rate=rate, return_tensors="pt"
+            ).input_features
+        }
+    return dict(
+        tokenizer(
+            [text], return_tensors="pt", truncation=True, max_length=max_tokens(tokenizer, 64)
+        )
+    )
+
+
+def _next_logits(model: Any, inputs: dict[str, Any]) -> np.ndarray:
+    import torch
+
+    if model.task == "text-generation":
+        return model(**inputs).logits[:, -1].float().numpy()
+    start = model.generation_config.decoder_start_token_id
+    batch = next(iter(inputs.values())).shape[0]
+    decoder_ids = torch.full((batch, 1), int(start), dtype=torch.long)
+    return model(**inputs, decoder_input_ids=decoder_ids).logits[:, -1].float().numpy()
+
+
+def compare(
+    folder: Path,
+    reference: str,
+    candidate: str,
+    *,
+    texts: list[str] | None = None,
+    task: str | None = None,
+) -> AccuracyReport:
+    """Compare graph `candidate` with `reference` (file names in `folder`) on `texts`."""
+    task = task or exported_task(folder / reference)
+    texts = texts or list(EVAL_TEXTS)
+    tokenizer = load_tokenizer(folder)
+    if task in GENERATIVE_TASKS:
+        return compare_generative(folder, reference, candidate, task, texts, tokenizer)
+    return compare_encoder(folder, reference, candidate, task, texts, tokenizer)
