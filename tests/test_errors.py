@@ -13,8 +13,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from onnxport import export
 from onnxport.cli.main import main
-from onnxport.errors import ModelLoadError, TaskError
+from onnxport.errors import (
+    ModelFileError,
+    ModelLoadError,
+    ModelNotFoundError,
+    TaskError,
+    UnsupportedModelError,
+)
 from onnxport.exporters.capture import DynamoStrategy
 
 
@@ -243,8 +250,37 @@ def test_debug_variable_shows_the_exception(
 
 
 def test_errors_are_builtin_subclasses() -> None:
-    assert issubclass(ModelLoadError, FileNotFoundError)
+    assert issubclass(ModelNotFoundError, ModelLoadError)
+    assert issubclass(ModelNotFoundError, FileNotFoundError)
+    assert issubclass(ModelFileError, ModelLoadError)
+    assert issubclass(ModelFileError, ValueError)
+    assert not issubclass(ModelFileError, OSError)
     assert issubclass(TaskError, ValueError)
+
+
+# Which builtin each bad folder's error also is: `except FileNotFoundError` in a caller must
+# catch a missing model, never a corrupt config.json.
+LOAD_ERRORS: dict[str, tuple[type[Exception], type[Exception]]] = {
+    "missing folder": (ModelNotFoundError, FileNotFoundError),
+    "no weights": (ModelNotFoundError, FileNotFoundError),
+    "no config": (ModelNotFoundError, FileNotFoundError),
+    "file instead of folder": (ModelNotFoundError, FileNotFoundError),
+    "config not JSON": (ModelFileError, ValueError),
+    "unknown architecture": (UnsupportedModelError, ValueError),
+}
+
+
+@pytest.mark.parametrize("case", list(LOAD_ERRORS))
+def test_load_errors_are_the_matching_builtin(case: str, tmp_path: Path) -> None:
+    folder, fragment = _bad_folders(tmp_path)[case]
+    error, builtin = LOAD_ERRORS[case]
+    with pytest.raises(error, match=fragment) as info:
+        export(folder, tmp_path / "out")
+    assert isinstance(info.value, builtin)
+    if builtin is not FileNotFoundError:
+        assert not isinstance(info.value, FileNotFoundError)
+    if isinstance(info.value, ModelLoadError):
+        assert Path(info.value.model).name == folder.name
 
 
 def test_missing_tokenizer_exports_with_a_warning(

@@ -26,6 +26,7 @@ from safetensors.torch import load_file
 
 from onnxport import export
 from onnxport.cli.main import main
+from onnxport.errors import ModelFileError, OutputExistsError, OutputWriteError
 from onnxport.exporters.adapters import ADAPTERS
 from onnxport.runtime import ORTModelForFeatureExtraction
 from test_errors import assert_nothing_written, assert_one_error_line, run_cli
@@ -97,6 +98,21 @@ def test_damaged_checkpoints(
     assert not (tmp_path / MARKER).exists()  # the pickle's code never ran
 
 
+@pytest.mark.parametrize(
+    "case", ["corrupt safetensors header", "config does not fit the weights", "truncated pickle"]
+)
+def test_damaged_checkpoint_is_a_value_error_not_a_missing_file(
+    case: str, tmp_path: Path, checkpoint: Checkpoint
+) -> None:
+    folder = _copy(checkpoint, tmp_path, "ckpt")
+    fragment = _damage(case, folder)
+    with pytest.raises(ModelFileError, match=fragment) as info:
+        export(folder, tmp_path / "out")
+    assert isinstance(info.value, ValueError)
+    assert not isinstance(info.value, FileNotFoundError)  # the files are there
+    assert info.value.model == str(folder)
+
+
 def test_pickle_checkpoint_of_plain_tensors_loads_safely(
     tmp_path: Path, checkpoint: Checkpoint
 ) -> None:
@@ -145,6 +161,23 @@ def test_output_folder_that_cannot_be_created(
     code, _, err = run_cli(["export", "onnx", "--model", ckpt, str(out)], capsys)
     assert code == 2
     assert_one_error_line(err, "Cannot create a folder in '/proc'")
+    # Through the library: an OSError with the system's errno, not "the folder exists".
+    with pytest.raises(OutputWriteError, match="Cannot create a folder") as info:
+        export(ckpt, out)
+    assert isinstance(info.value, OSError)
+    assert not isinstance(info.value, FileExistsError)
+    assert info.value.errno is not None
+    assert info.value.path == str(out)
+
+
+def test_output_in_the_way_is_a_file_exists_error(tmp_path: Path, checkpoint: Checkpoint) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("the previous export")
+    with pytest.raises(OutputExistsError, match="not empty") as info:
+        export(checkpoint("bert", "fill-mask"), out)
+    assert isinstance(info.value, FileExistsError)
+    assert info.value.path == str(out)
 
 
 def test_bf16_on_cpu_is_refused_before_any_work(

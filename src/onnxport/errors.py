@@ -22,12 +22,28 @@ class OnnxportError(Exception):
     exit_code: int = EXIT_USER_ERROR
 
 
-class ModelLoadError(OnnxportError, FileNotFoundError):
-    """The checkpoint cannot be found or read (step: load)."""
+class ModelLoadError(OnnxportError):
+    """The checkpoint cannot be found or read (step: load).
+
+    Raised as one of the subclasses below, each also the builtin a caller would catch for
+    that failure: `except FileNotFoundError` must not swallow a corrupt config.json.
+    """
 
     def __init__(self, message: str, *, model: str) -> None:
         super().__init__(message)
         self.model = model
+
+
+class ModelNotFoundError(ModelLoadError, FileNotFoundError):
+    """No model where one was asked for: no folder, no Hub repository, no config or weights."""
+
+
+class ModelFileError(ModelLoadError, ValueError):
+    """The model's files are there but cannot be used: corrupt, unsafe, or not fitting."""
+
+
+class ModelDownloadError(ModelLoadError, ConnectionError):
+    """The Hub could not be reached or the download failed part way."""
 
 
 class TaskError(OnnxportError, ValueError):
@@ -79,12 +95,30 @@ class CaptureError(OnnxportError, RuntimeError):
         self.failures = tuple(failures)
 
 
-class OutputDirError(OnnxportError, FileExistsError):
-    """The output folder cannot be written as asked (step: write)."""
+class OutputDirError(OnnxportError):
+    """The output folder cannot be written as asked (step: write).
+
+    Raised as one of the subclasses below, each also the matching builtin.
+    """
 
     def __init__(self, message: str, *, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+class OutputExistsError(OutputDirError, FileExistsError):
+    """Something is in the way: a file at the path, or a non-empty folder without --force."""
+
+
+class OutputWriteError(OutputDirError, OSError):
+    """The folder cannot be written: permission denied, read-only, full disk, size limit.
+
+    `errno` is the operating system's code (errno.ENOSPC, errno.EACCES, ...) when known.
+    """
+
+    def __init__(self, message: str, *, path: str, errno: int | None = None) -> None:
+        super().__init__(message, path=path)
+        self.errno = errno
 
 
 class ValidationError(OnnxportError, AssertionError):

@@ -14,7 +14,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from onnxport.errors import ModelLoadError, UnsupportedModelError
+from onnxport.errors import (
+    ModelDownloadError,
+    ModelFileError,
+    ModelNotFoundError,
+    UnsupportedModelError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,20 +47,21 @@ def resolve_model_path(
 ) -> Path:
     """Return a local folder for `model`: the folder itself, or a Hub snapshot.
 
-    Raises ModelLoadError with the reason and the next step when neither works.
+    Raises ModelNotFoundError (ModelDownloadError when the Hub fails) with the reason and
+    the next step when neither works.
     """
     text = os.fspath(model)
     path = Path(text).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise ModelLoadError(
+            raise ModelNotFoundError(
                 f"'{text}' is a file; --model expects a folder holding config.json and the "
                 "weights, or a Hub id such as 'bert-base-uncased'.",
                 model=text,
             )
         return path.resolve()
     if _looks_like_path(text):
-        raise ModelLoadError(
+        raise ModelNotFoundError(
             f"Model folder '{text}' does not exist. Check the path, or pass a Hub id.",
             model=text,
         )
@@ -114,23 +120,23 @@ def _download(
             ignore_patterns=_HUB_IGNORE if ignore_patterns is None else ignore_patterns,
         )
     except HFValidationError as err:
-        raise ModelLoadError(
+        raise ModelNotFoundError(
             f"'{repo_id}' is neither an existing folder nor a valid Hub id.",
             model=repo_id,
         ) from err
     except (RepositoryNotFoundError, RevisionNotFoundError) as err:
-        raise ModelLoadError(
+        raise ModelNotFoundError(
             f"'{repo_id}' was not found on the Hub (or is private: log in with `hf auth login`).",
             model=repo_id,
         ) from err
     except LocalEntryNotFoundError as err:
-        raise ModelLoadError(
+        raise ModelNotFoundError(
             f"'{repo_id}' is not a local folder and is not in the Hub cache, and the Hub cannot "
             "be reached (HF_HUB_OFFLINE set, or no network). Pass a local folder instead.",
             model=repo_id,
         ) from err
     except OSError as err:
-        raise ModelLoadError(
+        raise ModelDownloadError(
             f"Could not download '{repo_id}' from the Hub: {err}",
             model=repo_id,
         ) from err
@@ -150,7 +156,7 @@ def load_config(folder: Path, *, trust_remote_code: bool = False) -> Any:
 
     config_file = folder / "config.json"
     if not config_file.is_file():
-        raise ModelLoadError(
+        raise ModelNotFoundError(
             f"No config.json in '{folder}'. A model folder needs config.json beside the weights "
             "(`model.save_pretrained(folder)` writes both).",
             model=str(folder),
@@ -158,12 +164,12 @@ def load_config(folder: Path, *, trust_remote_code: bool = False) -> Any:
     try:
         raw = json.loads(config_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ModelLoadError(
+        raise ModelFileError(
             f"'{config_file}' is not valid JSON ({err}). Re-save or re-download the model.",
             model=str(folder),
         ) from err
     if not isinstance(raw, dict):
-        raise ModelLoadError(
+        raise ModelFileError(
             f"'{config_file}' must hold a JSON object, not {type(raw).__name__}.",
             model=str(folder),
         )
@@ -183,7 +189,7 @@ def load_config(folder: Path, *, trust_remote_code: bool = False) -> Any:
             model_type=model_type,
         ) from err
     except (KeyError, TypeError, OSError) as err:
-        raise ModelLoadError(
+        raise ModelFileError(
             f"Could not read the configuration in '{folder}': {err}",
             model=str(folder),
         ) from err

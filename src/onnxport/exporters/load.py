@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from onnxport.errors import ModelLoadError, first_line
+from onnxport.errors import ModelFileError, ModelNotFoundError, first_line
 from onnxport.exporters.tf_checkpoint import load_tf_weights
 from onnxport.hub import TF_WEIGHTS_FILE, WEIGHT_FILES, has_pytorch_weights, load_config
 
@@ -33,7 +33,7 @@ def check_weights(folder: Path) -> None:
     if has_pytorch_weights(folder) or (folder / TF_WEIGHTS_FILE).is_file():
         return
     found = sorted(p.name for p in folder.iterdir())[:8]
-    raise ModelLoadError(
+    raise ModelNotFoundError(
         f"No weights in '{folder}' (expected model.safetensors, pytorch_model.bin or "
         f"{TF_WEIGHTS_FILE}; found {', '.join(found) or 'nothing'}). Save the model with "
         "`model.save_pretrained(folder)` first.",
@@ -71,7 +71,7 @@ def _load_tf_model(folder: Path, auto_class: Any, *, trust_remote_code: bool, dt
             config, trust_remote_code=trust_remote_code, dtype=dtype or torch.float32
         )
     except (ValueError, TypeError) as err:
-        raise ModelLoadError(
+        raise ModelFileError(
             f"Could not build {auto_class.__name__} from '{folder}/config.json': {first_line(err)}",
             model=str(folder),
         ) from err
@@ -85,7 +85,7 @@ def _load_tf_model(folder: Path, auto_class: Any, *, trust_remote_code: bool, dt
     return model.eval()
 
 
-def _load_failure(folder: Path, auto_class: Any, err: Exception) -> ModelLoadError:
+def _load_failure(folder: Path, auto_class: Any, err: Exception) -> ModelFileError:
     """One line that says which file is wrong and what to do about it."""
     import pickle
 
@@ -93,12 +93,12 @@ def _load_failure(folder: Path, auto_class: Any, err: Exception) -> ModelLoadErr
     weights = next((folder / n for n in WEIGHT_FILES if (folder / n).is_file()), None)
     name = weights.name if weights else "the weights"
     if type(err).__name__ == "SafetensorError" or "deserializing header" in text:
-        return ModelLoadError(
+        return ModelFileError(
             f"'{name}' in '{folder}' is truncated or corrupt ({text}). Download or save it again.",
             model=str(folder),
         )
     if isinstance(err, pickle.UnpicklingError) or "Weights only load failed" in text:
-        return ModelLoadError(
+        return ModelFileError(
             f"'{name}' in '{folder}' holds Python objects besides tensors. onnxport reads "
             "pickle checkpoints only with torch's safe weights_only loader and never runs "
             "their code: convert it to safetensors where you trust it, then export that.",
@@ -107,7 +107,7 @@ def _load_failure(folder: Path, auto_class: Any, err: Exception) -> ModelLoadErr
     mismatched = "ignore_mismatched_sizes" in text or "size mismatch" in text
     bin_file = weights is not None and weights.suffix == ".bin"
     if isinstance(err, (EOFError, OSError, RuntimeError)) and bin_file and not mismatched:
-        return ModelLoadError(
+        return ModelFileError(
             f"'{name}' in '{folder}' is truncated or unreadable ({text}). Download or save "
             "it again.",
             model=str(folder),
@@ -115,12 +115,12 @@ def _load_failure(folder: Path, auto_class: Any, err: Exception) -> ModelLoadErr
     if mismatched:
         mismatch = _first_mismatch(folder, auto_class)
         if mismatch:
-            return ModelLoadError(
+            return ModelFileError(
                 f"The weights in '{folder}' do not fit its config.json: {mismatch}. Check "
                 "that config.json belongs to these weights.",
                 model=str(folder),
             )
-    return ModelLoadError(f"Could not load the weights in '{folder}': {text}", model=str(folder))
+    return ModelFileError(f"Could not load the weights in '{folder}': {text}", model=str(folder))
 
 
 def _checkpoint_shapes(folder: Path) -> dict[str, tuple[int, ...]]:

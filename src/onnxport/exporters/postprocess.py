@@ -9,6 +9,7 @@ complete.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -20,7 +21,7 @@ from typing import Any
 import onnx
 
 from onnxport._version import __version__
-from onnxport.errors import OutputDirError, write_failure
+from onnxport.errors import OutputDirError, OutputExistsError, OutputWriteError, write_failure
 from onnxport.layout import EXTERNAL_DATA_FILE, ONNX_FILE  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
@@ -32,21 +33,22 @@ EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 def check_output_dir(output_dir: Path, *, force: bool) -> None:
     """Refuse an output path that is a file, or a non-empty folder without `force`."""
     if output_dir.exists() and not output_dir.is_dir():
-        raise OutputDirError(
+        raise OutputExistsError(
             f"Output path '{output_dir}' is a file; pass a folder path.",
             path=str(output_dir),
         )
     if output_dir.is_dir() and any(output_dir.iterdir()) and not force:
-        raise OutputDirError(
+        raise OutputExistsError(
             f"Output folder '{output_dir}' is not empty. Pass --force to replace it, or choose "
             "another folder.",
             path=str(output_dir),
         )
     parent = _existing_parent(output_dir)
     if not os.access(parent, os.W_OK):
-        raise OutputDirError(
+        raise OutputWriteError(
             f"Cannot write to '{parent}' (permission denied). Choose a folder you can write.",
             path=str(output_dir),
+            errno=errno.EACCES,
         )
 
 
@@ -77,9 +79,10 @@ def staged_output(output_dir: Path, *, force: bool) -> Iterator[Path]:
         os.umask(umask)
         staging.chmod(0o777 & ~umask)
     except OSError as err:
-        raise OutputDirError(
+        raise OutputWriteError(
             f"Cannot create a folder in '{parent}': {err.strerror}.",
             path=str(output_dir),
+            errno=err.errno,
         ) from err
     try:
         yield staging
@@ -91,11 +94,12 @@ def staged_output(output_dir: Path, *, force: bool) -> Iterator[Path]:
                 folder.rmdir()
         failure = write_failure(err) if isinstance(err, Exception) else None
         if failure is not None and not isinstance(err, OutputDirError):
-            raise OutputDirError(
+            raise OutputWriteError(
                 f"Could not write the export to '{parent}': {failure.strerror}. Free some space "
                 "or choose another output folder; nothing was written and "
                 f"'{output_dir}' is as it was.",
                 path=str(output_dir),
+                errno=failure.errno,
             ) from err
         raise
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from onnxport.errors import ModelLoadError, first_line
+from onnxport.errors import MissingExtraError, ModelFileError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +58,12 @@ def read_h5_weights(path: Path) -> dict[str, np.ndarray]:
     """
     try:
         import h5py
-    except ImportError as err:  # a core dependency: only a broken install gets here
-        raise ModelLoadError(
-            "Reading a TensorFlow checkpoint needs h5py: pip install h5py.", model=str(path)
+    except ImportError as err:  # part of the exporters extra: only a broken install gets here
+        raise MissingExtraError(
+            "Reading a TensorFlow checkpoint needs h5py (in the 'exporters' extra): "
+            "pip install 'onnxport[exporters]'",
+            extra="exporters",
+            missing=["h5py"],
         ) from err
     weights: dict[str, np.ndarray] = {}
     try:
@@ -74,19 +77,19 @@ def read_h5_weights(path: Path) -> dict[str, np.ndarray]:
                     value = np.asarray(group[name])
                     key = name.removesuffix(":0")
                     if key in weights and not np.array_equal(weights[key], value):
-                        raise ModelLoadError(
+                        raise ModelFileError(
                             f"'{path}' stores two different values for the weight '{key}'.",
                             model=str(path),
                         )
                     weights[key] = value
     except (OSError, KeyError, ValueError) as err:
-        raise ModelLoadError(
+        raise ModelFileError(
             f"'{path}' is not a readable Keras weights file ({first_line(err)}). Re-download "
             "or re-save the TensorFlow checkpoint.",
             model=str(path),
         ) from err
     if not weights:
-        raise ModelLoadError(f"'{path}' holds no weights.", model=str(path))
+        raise ModelFileError(f"'{path}' holds no weights.", model=str(path))
     return weights
 
 
@@ -155,7 +158,7 @@ def load_tf_weights(model: Any, path: Path) -> TFLoadReport:
         assigned[name] = array
     cls = type(model).__name__
     if mismatched:
-        raise ModelLoadError(
+        raise ModelFileError(
             f"The TensorFlow weights in '{path}' do not fit its config.json: "
             f"{_listed(mismatched)}. Check that config.json belongs to these weights.",
             model=str(path),
@@ -178,7 +181,7 @@ def load_tf_weights(model: Any, path: Path) -> TFLoadReport:
             else "The checkpoint lacks this task's head: export it for the task it was saved "
             f"for ({', '.join(model.config.architectures or ['see config.json'])})."
         )
-        raise ModelLoadError(
+        raise ModelFileError(
             f"The TensorFlow checkpoint '{path}' does not fit {cls}: {'; '.join(problems)}. "
             + hint,
             model=str(path),

@@ -9,6 +9,7 @@ staging folder and moved into place only once every one of them is complete.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import onnx
 
-from onnxport.errors import OutputDirError, VariantError
+from onnxport.errors import OutputWriteError, VariantError
 from onnxport.exporters.postprocess import EXTERNAL_DATA_THRESHOLD, staged_output
 from onnxport.layout import (  # noqa: F401  (re-exported for the variant stages)
     ENCODER_DECODER,
@@ -72,9 +73,10 @@ def publish(folder: Path, output_dir: Path | None, *, force: bool = False) -> It
             yield staging
         return
     if not os.access(folder, os.W_OK):
-        raise OutputDirError(
+        raise OutputWriteError(
             f"Cannot write to '{folder}' (permission denied); pass an output folder.",
             path=str(folder),
+            errno=errno.EACCES,
         )
     staging = Path(tempfile.mkdtemp(prefix=".variants.", suffix=".partial", dir=folder))
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import onnx
 
-from onnxport.errors import ModelLoadError
+from onnxport.errors import ModelFileError, ModelNotFoundError, first_line
 
 
 @dataclass(frozen=True)
@@ -80,12 +80,12 @@ def inspect_export(path: str | Path) -> list[GraphInfo]:
     elif target.is_dir():
         files = sorted(target.glob("*.onnx"))
         if not files:
-            raise ModelLoadError(
+            raise ModelNotFoundError(
                 f"No .onnx file in '{target}'; export one with `onnxport export onnx`.",
                 model=str(target),
             )
     else:
-        raise ModelLoadError(f"'{target}' does not exist.", model=str(target))
+        raise ModelNotFoundError(f"'{target}' does not exist.", model=str(target))
     return [_describe(file) for file in files]
 
 
@@ -93,9 +93,8 @@ def _describe(path: Path) -> GraphInfo:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as err:  # protobuf raises its own DecodeError
-        raise ModelLoadError(
-            f"'{path}' is not a readable ONNX file ({str(err).splitlines()[0][:120]}); "
-            "export it again.",
+        raise ModelFileError(
+            f"'{path}' is not a readable ONNX file ({first_line(err, 120)}); export it again.",
             model=str(path),
         ) from err
     external = sorted(
