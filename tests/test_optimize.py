@@ -14,7 +14,7 @@ from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM,
 
 import onnxport
 from onnxport.cli.main import main
-from onnxport.errors import QuantizationError, VariantError
+from onnxport.errors import OptimizationError, QuantizationError, VariantError
 from onnxport.variants.optimize import optimize
 from onnxport.variants.quantize import quantize
 
@@ -265,3 +265,22 @@ def test_guard_works_without_a_tokenizer(tmp_path: Path, exported) -> None:
     assert result.fusions.get("skip_layer_normalization", 0) > 0
     assert result.accuracy is not None
     assert result.accuracy.token_agreement == 1.0
+
+
+def _fails_without_a_message(*args: object, **kwargs: object) -> None:
+    raise RuntimeError()  # str() is '': a first-line reader must not index into nothing
+
+
+def test_a_failure_with_an_empty_message_is_still_one_clean_line(
+    bert_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from onnxport.variants import optimize as optimize_module
+    from onnxport.variants import quantize as quantize_module
+
+    monkeypatch.setattr(optimize_module, "optimize_graph", _fails_without_a_message)
+    with pytest.raises(OptimizationError, match=r"model.onnx at O2 failed: RuntimeError$"):
+        optimize(bert_dir, 2)
+    monkeypatch.setitem(quantize_module._QUANTIZERS, "int8-dynamic", _fails_without_a_message)
+    with pytest.raises(QuantizationError, match=r"of model.onnx failed: RuntimeError$"):
+        quantize(bert_dir, "int8-dynamic")
+    assert not list(bert_dir.glob(".variants.*"))

@@ -16,7 +16,13 @@ from typing import Any
 import torch
 
 from onnxport import hub
-from onnxport.errors import CaptureError, ExportOptionError, TaskError, ValidationError
+from onnxport.errors import (
+    CaptureError,
+    ExportOptionError,
+    TaskError,
+    ValidationError,
+    first_line,
+)
 from onnxport.exporters import load, modality
 from onnxport.exporters.adapters import ADAPTERS
 from onnxport.exporters.capture import DEFAULT_OPSET, capture, check_opset
@@ -223,7 +229,7 @@ def export(
                 size = "x".join(str(d) for d in spec.input_templates["pixel_values"][2:])
                 logger.warning(
                     "%s: the graph does not hold at other image sizes (%s); exported at the "
-                    "config's %s instead.", file_name, str(err).splitlines()[0][:160], size,
+                    "config's %s instead.", file_name, first_line(err, 160), size,
                 )  # fmt: skip
                 strategy, report = attempt(spec, release_model=release)
                 graphs[index] = (file_name, module, spec, part_task, names)

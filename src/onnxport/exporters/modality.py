@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from onnxport.errors import SpecError
+from onnxport.errors import SpecError, first_line
 from onnxport.exporters.dummy import (
     AUDIO,
     BATCH,
@@ -287,7 +287,7 @@ def _audio_layout(model: torch.nn.Module, config: Any, name: str) -> Template:
             with torch.no_grad():
                 _scratch(model)(**{name: torch.randn(dims, dtype=dtype)})
         except Exception as err:  # this layout is not the model's: try the next one
-            errors.append(f"{tuple(dims)}: {str(err).strip().splitlines()[0][:120]}")
+            errors.append(f"{tuple(dims)}: {first_line(err, 120)}")
             continue
         logger.debug("%s layout of %s: %s", name, config.model_type, template)
         return template

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from onnxport.errors import ValidationError
+from onnxport.errors import ValidationError, first_line
 from onnxport.exporters.adapters import ExportAdapter
 from onnxport.exporters.dummy import InputShape
 from onnxport.exporters.spec import ExportSpec, example_inputs, run_reference
@@ -224,7 +224,7 @@ def validate(
         except Exception as err:
             raise ValidationError(
                 f"Validation failed: ONNX Runtime could not run the exported graph at "
-                f"{shape.label()} (PyTorch could): {str(err).splitlines()[0][:300]}",
+                f"{shape.label()} (PyTorch could): {first_line(err, 300)}",
                 report=None,
             ) from err
         checks += check_outputs(spec, reference, results, inputs, atol=atol, label=shape.label())

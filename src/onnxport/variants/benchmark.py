@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from onnxport.errors import BenchmarkError, VariantError
+from onnxport.errors import BenchmarkError, VariantError, first_line
 from onnxport.variants.guard import GENERATIVE_TASKS
 
 logger = logging.getLogger(__name__)
@@ -230,7 +230,7 @@ def benchmark(
                 outputs[name] = session.run([main_output], graph_feeds)[0]
             except Exception as err:
                 raise BenchmarkError(
-                    f"{name} failed at {batch}x{length}: {str(err).splitlines()[0]}"
+                    f"{name} failed at {batch}x{length}: {first_line(err)}"
                 ) from err
             runners[name] = functools.partial(session.run, [main_output], graph_feeds)
         logger.info("Timing %d runners at %dx%d...", len(runners), batch, length)

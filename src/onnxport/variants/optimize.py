@@ -25,7 +25,7 @@ from typing import Any
 
 import onnx
 
-from onnxport.errors import OnnxportError, OptimizationError, VariantError
+from onnxport.errors import OnnxportError, OptimizationError, VariantError, first_line
 from onnxport.variants.files import base_graphs, encoder_file_for, publish, save_graph, variant_file
 from onnxport.variants.guard import AccuracyReport, compare, read_texts
 
@@ -216,7 +216,7 @@ def _load_problem(model: onnx.ModelProto) -> str | None:
             save_graph(model, path)
             ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as err:
-        return str(err).splitlines()[0][:200]
+        return first_line(err, 200)
     return None
 
 
@@ -340,7 +340,7 @@ def optimize(
                 optimized, counts = optimize_graph(source, level)
             except Exception as err:
                 raise OptimizationError(
-                    f"Optimizing {name} at O{level} failed: {str(err).splitlines()[0]}"
+                    f"Optimizing {name} at O{level} failed: {first_line(err)}"
                 ) from err
             copy_metadata(source, optimized, variant=tag)
             for key, value in counts.items():

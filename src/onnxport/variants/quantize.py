@@ -29,7 +29,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from onnxport.errors import QuantizationError, VariantError
+from onnxport.errors import QuantizationError, VariantError, first_line
 from onnxport.variants.files import base_graphs, publish, save_graph, variant_file
 from onnxport.variants.guard import (
     AccuracyReport,
@@ -110,7 +110,7 @@ def read_calibration(
             data = datasets.load_dataset(name, config or None, split=split)
     except Exception as err:
         raise VariantError(
-            f"Cannot load calibration dataset '{dataset}': {str(err).splitlines()[0]}"
+            f"Cannot load calibration dataset '{dataset}': {first_line(err)}"
         ) from err
     if column not in data.column_names:
         raise VariantError(
@@ -497,7 +497,7 @@ def quantize(
                         result = _QUANTIZERS[mode](model, excluded, feeds=feeds)
                     except Exception as err:
                         raise QuantizationError(
-                            f"{mode} quantization of {name} failed: {str(err).splitlines()[0]}"
+                            f"{mode} quantization of {name} failed: {first_line(err)}"
                         ) from err
                     copy_metadata(model, result)
                     save_graph(result, staging / variant_file(name, tag))
