@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import onnxruntime as ort
 import pytest
-from transformers import BertConfig, DistilBertConfig
+import torch
+from transformers import BertConfig, DistilBertConfig, PretrainedConfig, ViTConfig
 
 import onnxport
 from onnxport.errors import ExportOptionError, TaskError
@@ -143,3 +145,66 @@ def test_a_registered_adapter_changes_the_export(
 def test_registry_ships_no_adapter_for_the_tested_encoders() -> None:
     # The generic path covers them; an adapter here would be code nothing needs.
     assert not set(ADAPTERS.registered()) & set(onnxport.coverage.support.TESTED_MODEL_TYPES)
+
+
+class _Images(torch.nn.Module):
+    """Runs on 32x32 images only; any other size raises `refusal` (as a model or adapter would)."""
+
+    main_input_name = "pixel_values"
+
+    def __init__(self, refusal: type[Exception]) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(1))
+        self.refusal = refusal
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if tuple(pixel_values.shape[-2:]) != (32, 32):
+            raise self.refusal(f"images must be 32x32, not {tuple(pixel_values.shape[-2:])}")
+        return pixel_values.mean() * self.weight
+
+
+class _Spectrograms(_Images):
+    """Refuses every spectrogram layout with `refusal`."""
+
+    main_input_name = "input_features"
+
+    def forward(self, input_features: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        raise self.refusal(f"no layout {tuple(input_features.shape)}")
+
+
+def test_image_size_refusal_fixes_the_size_and_says_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from onnxport.exporters import modality
+
+    with caplog.at_level(logging.INFO, logger="onnxport.exporters.modality"):
+        templates = modality.input_templates(
+            _Images(ValueError), ViTConfig(image_size=32), ["pixel_values"]
+        )
+    assert templates["pixel_values"] == ("batch_size", 3, 32, 32)
+    assert "only at its configured size" in caplog.text
+    assert "images must be 32x32" in caplog.text
+
+
+# A bug inside the model call (an adapter's AttributeError, a NameError, a failed assert) is
+# no answer about which shapes the model takes: it must surface, not fix the image size or
+# skip an audio layout.
+@pytest.mark.parametrize("bug", [AttributeError, NameError, AssertionError])
+def test_a_bug_in_a_shape_probe_is_not_taken_for_a_refused_shape(bug: type[Exception]) -> None:
+    from onnxport.exporters import modality
+
+    with pytest.raises(bug, match="must be 32x32"):
+        modality.input_templates(_Images(bug), ViTConfig(image_size=32), ["pixel_values"])
+    config = PretrainedConfig(num_mel_bins=8)
+    with pytest.raises(bug, match="no layout"):
+        modality.input_templates(_Spectrograms(bug), config, ["input_features"])
+
+
+def test_no_spectrogram_layout_is_a_spec_error() -> None:
+    from onnxport.errors import SpecError
+    from onnxport.exporters import modality
+
+    with pytest.raises(SpecError, match="No input_features layout"):
+        modality.input_templates(
+            _Spectrograms(RuntimeError), PretrainedConfig(num_mel_bins=8), ["input_features"]
+        )

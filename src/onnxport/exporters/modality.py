@@ -48,6 +48,12 @@ _DEFAULT_IMAGE_SIZE = 64
 _DEFAULT_MEL_BINS = 80
 _IMAGE_INPUTS = ("pixel_values",)
 _AUDIO_INPUTS = ("input_values", "input_features")
+# What a model's forward raises when it does not take an input of some shape: a shape or size
+# check (ValueError), a tensor op on mismatched sizes (RuntimeError), an axis it lacks
+# (IndexError), or a call that does not fit its signature (TypeError). Anything else (an
+# AttributeError or NameError in an adapter, an AssertionError) is a bug, not an answer about
+# the shape, and must not quietly change the exported shape.
+_INPUT_REFUSED = (RuntimeError, ValueError, IndexError, TypeError)
 
 
 def main_input_name(model: torch.nn.Module) -> str:
@@ -231,10 +237,15 @@ def _images_apart_from_texts(
     ids = torch.randint(5, vocab, (shape.batch_size, shape.sequence_length))
     images = shape.size_of(IMAGE_BATCH)
     pixels = torch.randn(images, channels, height, width, dtype=model_dtype(model))
+    probe = _scratch(model)
     try:
         with torch.no_grad():
-            _scratch(model)(input_ids=ids, pixel_values=pixels)
-    except Exception:  # one image per text
+            probe(input_ids=ids, pixel_values=pixels)
+    except _INPUT_REFUSED as err:
+        logger.info(
+            "%s takes one image per text (%d images with %d texts: %s).",
+            config.model_type, images, shape.batch_size, first_line(err, 160),
+        )  # fmt: skip
         return False
     return True
 
@@ -249,11 +260,17 @@ def _runs_at_any_size(model: torch.nn.Module, channels: int) -> bool:
     for shape in (traced, probe_shape(traced), *validation_shapes(traced)):
         size = (shape.size_of(HEIGHT), shape.size_of(WIDTH))
         pixels = torch.randn(shape.batch_size, channels, *size, dtype=dtype)  # not batch 1
+        probe = _scratch(model)
         try:
             with torch.no_grad():
-                _scratch(model)(pixel_values=pixels)
-        except Exception:  # a fixed-size model: its config's size it is
+                probe(pixel_values=pixels)
+        except _INPUT_REFUSED as err:  # a fixed-size model: its config's size it is
+            logger.info(
+                "%s takes images only at its configured size (at %dx%d: %s).",
+                type(model).__name__, *size, first_line(err, 160),
+            )  # fmt: skip
             return False
+    logger.debug("%s takes images of any size.", type(model).__name__)
     return True
 
 
@@ -283,13 +300,15 @@ def _audio_layout(model: torch.nn.Module, config: Any, name: str) -> Template:
     errors = []
     for template in candidates:
         dims = [shape.size_of(d) if isinstance(d, str) else d for d in template]
+        probe = _scratch(model)
         try:
             with torch.no_grad():
-                _scratch(model)(**{name: torch.randn(dims, dtype=dtype)})
-        except Exception as err:  # this layout is not the model's: try the next one
+                probe(**{name: torch.randn(dims, dtype=dtype)})
+        except _INPUT_REFUSED as err:  # this layout is not the model's: try the next one
             errors.append(f"{tuple(dims)}: {first_line(err, 120)}")
+            logger.debug("%s refuses %s %s: %s", config.model_type, name, template, errors[-1])
             continue
-        logger.debug("%s layout of %s: %s", name, config.model_type, template)
+        logger.info("%s layout of %s: %s", name, config.model_type, template)
         return template
     raise SpecError(
         f"No {name} layout '{config.model_type}' runs on was found (tried "
