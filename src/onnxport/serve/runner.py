@@ -5,7 +5,8 @@ input before it reaches the model (type, mask token, length) with a one-line `Re
 runs many inputs as one padded batch, and returns for each input what the in-process
 pipeline answers for it (`dumps` writes it as JSON, `to_json` as plain Python values). It
 imports nothing from Ray, so it is tested and used the same way in a Ray Serve replica, a Ray
-Data actor, or a plain process.
+Data actor, or a plain process. Encoder tasks run on onnxport's torch-free pipelines (same
+answers as transformers'); only generation needs torch on a replica.
 """
 
 from __future__ import annotations
@@ -150,7 +151,9 @@ class PipelineRunner:
         model = model_class.from_pretrained(
             self.model_dir, session_options=options, file_name=file_name
         )
-        self.pipeline = pipeline(self.task, model)
+        # Encoder tasks run on the torch-free pipelines, so replicas need no torch installed.
+        backend = None if self.task in GENERATION_TASKS else "numpy"
+        self.pipeline = pipeline(self.task, model, backend=backend)
         self.tokenizer = self.pipeline.tokenizer
         self.max_tokens = _max_tokens(self.tokenizer, model.config)
         self.mask_token = getattr(self.tokenizer, "mask_token", None)
