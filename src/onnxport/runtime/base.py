@@ -92,8 +92,10 @@ class ORTModel:
     # --- what transformers' pipelines read off a model -------------------------------------
     @property
     def device(self) -> Any:
-        """The device outputs are returned on: a `torch.device` where torch is installed
-        (transformers' pipelines read it), else its name.
+        """The device outputs are returned on.
+
+        A `torch.device` where torch is installed (transformers' pipelines read it), else its
+        name.
         """
         name = "cuda" if "CUDAExecutionProvider" in self.providers else "cpu"
         if not _torch_installed():
@@ -104,8 +106,9 @@ class ORTModel:
 
     @property
     def dtype(self) -> Any:
-        """The floating type of the graph's outputs (float16 for an fp16 export): a
-        `torch.dtype` where torch is installed, else a numpy dtype.
+        """The floating type of the graph's outputs (float16 for an fp16 export).
+
+        A `torch.dtype` where torch is installed, else a numpy dtype.
         """
         name = next(
             (_FLOAT_TYPES[o.type] for o in self.session.get_outputs() if o.type in _FLOAT_TYPES),

@@ -15,11 +15,12 @@ from typing import Any, ClassVar
 import numpy as np
 import onnxruntime as ort
 
-from onnxport.runtime.arrays import require_torch
+from onnxport.runtime.arrays import torch_missing
 
-require_torch("Generation (transformers' GenerationMixin)")
-
-import torch  # noqa: E402
+try:
+    import torch
+except ModuleNotFoundError as missing:  # GenerationMixin is torch code: say what to install
+    raise torch_missing("Generation (transformers' GenerationMixin)") from missing
 from transformers import DynamicCache, EncoderDecoderCache, GenerationConfig
 from transformers.generation import GenerationMixin
 from transformers.modeling_outputs import BaseModelOutput, CausalLMOutputWithPast, Seq2SeqLMOutput
