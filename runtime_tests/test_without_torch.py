@@ -81,7 +81,9 @@ def test_ort_classes_on_numpy_match_pytorch(case: str, fixtures: Path, expected:
     model = ORT_MODEL_CLASSES[exported_task(folder / "model.onnx")].from_pretrained(folder)
     inputs = {k: np.asarray(v, dtype=np.int64) for k, v in raw["inputs"].items()}
     output = model(**inputs)
-    assert type(output).__name__ == raw["class"]
+    # The same class as PyTorch's, or the one it extends (BERT's bare model returns
+    # BaseModelOutputWithPoolingAndCrossAttentions; the graph has no cross-attentions).
+    assert raw["class"].startswith(type(output).__name__), (type(output).__name__, raw["class"])
     mask = inputs["attention_mask"].astype(bool)
     for name, reference in raw["outputs"].items():
         got, want = output[name], np.asarray(reference, dtype=np.float32)
