@@ -157,3 +157,23 @@ def test_the_cli_lists_tasks_without_torch() -> None:
     result = _run("tasks")
     assert result.returncode == 0, result.stderr
     assert "ORTModelForQuestionAnswering" in result.stdout
+
+
+@pytest.mark.parametrize("case", ["text-classification", "fill-mask", "question-answering"])
+def test_serve_runner_answers_like_pytorch_without_torch(
+    case: str, fixtures: Path, expected: Any
+) -> None:
+    """What a Ray Serve replica or Ray Data actor runs (PipelineRunner), with no torch."""
+    from onnxport.serve.runner import PipelineRunner, to_json
+
+    runner = PipelineRunner(fixtures / case)
+    for call in expected[case]["calls"]:
+        if call["kwargs"] and case != "question-answering":
+            continue  # the server takes inputs only; parameters are the pipeline's defaults
+        inputs = call["args"][0] if call["args"] else call["kwargs"]
+        if case == "question-answering" and call["kwargs"].get("top_k"):
+            continue
+        items = inputs if isinstance(inputs, list) else [inputs]
+        want = call["result"] if isinstance(inputs, list) else [call["result"]]
+        got = [to_json(outcome.value) for outcome in runner.run(items)]
+        _close(got, want, f"runner {case}")
