@@ -1,8 +1,8 @@
 """Extractive question answering without torch.
 
-The same windows, span scoring and answers as onnxport's `runtime.qa_pipeline` (transformers 5
-has no QA pipeline). That module imports torch at its top, so its logic is written again here
-on numpy arrays; `answer_spans` could serve both.
+Windows, span scoring and answers for onnxport's QA pipelines (transformers 5 has none): the
+numpy one here, and `runtime.qa_pipeline` (a transformers `Pipeline` over torch or ORT models),
+which reuses `question_inputs`, `tokenize_windows` and `best_answers`.
 """
 
 from __future__ import annotations
@@ -50,55 +50,13 @@ class NumpyQuestionAnsweringPipeline(NumpyPipeline):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Answer `question=` about `context=` (or a dict / list of dicts with both keys)."""
-        if "question" in kwargs and "context" in kwargs:
-            question, context = kwargs.pop("question"), kwargs.pop("context")
-            if isinstance(question, list):
-                inputs: Any = [
-                    {"question": q, "context": c} for q, c in zip(question, context, strict=True)
-                ]
-            else:
-                inputs = {"question": question, "context": context}
-            return super().__call__(inputs, **kwargs)
-        return super().__call__(*args, **kwargs)
+        return super().__call__(*question_inputs(args, kwargs), **kwargs)
 
     def preprocess(  # type: ignore[override]
         self, inputs: dict[str, str], max_seq_len: int = 384, doc_stride: int = 128
     ) -> dict[str, Any]:
         """Tokenize question and context into one or more overlapping windows."""
-        if not isinstance(inputs, dict) or {"question", "context"} - set(inputs):
-            raise ValueError("question-answering takes question= and context= (both strings).")
-        tokenizer: Any = self.tokenizer
-        max_seq_len = min(max_seq_len, tokenizer.model_max_length)
-        question_length = len(tokenizer(inputs["question"], add_special_tokens=False)["input_ids"])
-        room = max_seq_len - question_length - tokenizer.num_special_tokens_to_add(pair=True)
-        if room < 2:
-            raise ValueError(
-                f"The question is {question_length} tokens long: max_seq_len={max_seq_len} "
-                "leaves no room for the context. Pass a larger max_seq_len."
-            )
-        # The tokenizer needs the overlap strictly shorter than the context part of a window.
-        doc_stride = min(doc_stride, max_seq_len // 2, room - 1)
-        encoded = tokenizer(
-            inputs["question"],
-            inputs["context"],
-            truncation="only_second",
-            max_length=max_seq_len,
-            stride=doc_stride,
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-            padding=True,
-            return_tensors="np",
-        )
-        windows = encoded["input_ids"].shape[0]
-        context_mask = np.array(
-            [[sid == 1 for sid in encoded.sequence_ids(i)] for i in range(windows)]
-        )
-        return {
-            "model_inputs": {k: encoded[k] for k in tokenizer.model_input_names if k in encoded},
-            "offsets": encoded["offset_mapping"],
-            "context_mask": context_mask,
-            "context": inputs["context"],
-        }
+        return tokenize_windows(self.tokenizer, inputs, max_seq_len, doc_stride, "np")
 
     def _forward(self, batch: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
         output = self.model(**batch["model_inputs"])
@@ -112,10 +70,65 @@ class NumpyQuestionAnsweringPipeline(NumpyPipeline):
         self, output: dict[str, Any], top_k: int = 1, max_answer_len: int = 15
     ) -> Any:
         """The best `top_k` answers: one dict for `top_k=1`, else a list."""
-        answers = answer_spans(output, top_k, max_answer_len)
-        if top_k == 1:
-            return answers[0] if answers else dict(_NO_ANSWER)
-        return answers
+        return best_answers(output, top_k, max_answer_len)
+
+
+def question_inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """`question=`/`context=` keywords (strings or lists) as the dict inputs `Pipeline` takes.
+
+    Pops them from `kwargs`; other call styles (a dict, a list of dicts) pass through.
+    """
+    if "question" not in kwargs or "context" not in kwargs:
+        return args
+    question, context = kwargs.pop("question"), kwargs.pop("context")
+    if isinstance(question, list):
+        return ([{"question": q, "context": c} for q, c in zip(question, context, strict=True)],)
+    return ({"question": question, "context": context},)
+
+
+def tokenize_windows(
+    tokenizer: Any, inputs: Any, max_seq_len: int, doc_stride: int, return_tensors: str
+) -> dict[str, Any]:
+    """Question + context as overlapping windows, with each window's context mask and offsets."""
+    if not isinstance(inputs, dict) or {"question", "context"} - set(inputs):
+        raise ValueError("question-answering takes question= and context= (both strings).")
+    max_seq_len = min(max_seq_len, tokenizer.model_max_length)
+    question_length = len(tokenizer(inputs["question"], add_special_tokens=False)["input_ids"])
+    room = max_seq_len - question_length - tokenizer.num_special_tokens_to_add(pair=True)
+    if room < 2:
+        raise ValueError(
+            f"The question is {question_length} tokens long: max_seq_len={max_seq_len} "
+            "leaves no room for the context. Pass a larger max_seq_len."
+        )
+    # The tokenizer needs the overlap strictly shorter than the context part of a window.
+    doc_stride = min(doc_stride, max_seq_len // 2, room - 1)
+    encoded = tokenizer(
+        inputs["question"],
+        inputs["context"],
+        truncation="only_second",
+        max_length=max_seq_len,
+        stride=doc_stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding=True,
+        return_tensors=return_tensors,
+    )
+    windows = encoded["input_ids"].shape[0]
+    context_mask = np.array([[sid == 1 for sid in encoded.sequence_ids(i)] for i in range(windows)])
+    return {
+        "model_inputs": {k: encoded[k] for k in tokenizer.model_input_names if k in encoded},
+        "offsets": np.asarray(encoded["offset_mapping"]),
+        "context_mask": context_mask,
+        "context": inputs["context"],
+    }
+
+
+def best_answers(output: dict[str, Any], top_k: int, max_answer_len: int) -> Any:
+    """The best `top_k` answers: one dict for `top_k=1` (an empty answer if none), else a list."""
+    answers = answer_spans(output, top_k, max_answer_len)
+    if top_k == 1:
+        return answers[0] if answers else dict(_NO_ANSWER)
+    return answers
 
 
 def answer_spans(output: dict[str, Any], top_k: int, max_answer_len: int) -> list[dict[str, Any]]:
