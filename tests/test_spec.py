@@ -144,7 +144,9 @@ def test_a_registered_adapter_changes_the_export(
 
 def test_registry_ships_no_adapter_for_the_tested_encoders() -> None:
     # The generic path covers them; an adapter here would be code nothing needs.
-    assert not set(ADAPTERS.registered()) & set(onnxport.coverage.support.TESTED_MODEL_TYPES)
+    from onnxport.coverage.support import TESTED_MODEL_TYPES
+
+    assert not set(ADAPTERS.registered()) & set(TESTED_MODEL_TYPES)
 
 
 class _Images(torch.nn.Module):
@@ -208,3 +210,21 @@ def test_no_spectrogram_layout_is_a_spec_error() -> None:
         modality.input_templates(
             _Spectrograms(RuntimeError), PretrainedConfig(num_mel_bins=8), ["input_features"]
         )
+
+
+def test_a_config_is_described_as_configured_not_as_a_shrunk_copy() -> None:
+    """Every layer's cache at the config's head sizes; no input the model does not take."""
+    from transformers import LlamaConfig
+
+    config = LlamaConfig(num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=2)
+    spec = onnxport.get_onnx_config(config, "text-generation")
+    past = [name for name in spec.inputs if name.startswith("past_key_values.")]
+    assert len(past) == 2 * 8
+    assert spec.input_templates["past_key_values.7.value"] == (
+        "batch_size",
+        2,
+        "past_sequence_length",
+        config.hidden_size // 8,
+    )
+    assert "token_type_ids" not in spec.inputs
+    assert list(spec.inputs)[:3] == ["input_ids", "attention_mask", "position_ids"]

@@ -7,6 +7,7 @@ and falls back to the bare model (feature-extraction) when no head matches.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -327,8 +328,15 @@ def infer_task(config: PretrainedConfig) -> Task:
 _FALLBACK_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def tokenizer_input_names(config: Any, tokenizer: Any | None) -> list[str]:
-    """`model_input_names` of the given tokenizer, else of the architecture's tokenizer class."""
+def tokenizer_input_names(
+    config: Any, tokenizer: Any | None, *, accepted: Collection[str] | None = None
+) -> list[str]:
+    """`model_input_names` of the given tokenizer, else of the architecture's tokenizer class.
+
+    When neither says (Transformers 5 maps no tokenizer class to Llama), the BERT-style
+    fallback is cut to the names in `accepted` (the model's forward), so a Llama spec does
+    not list a `token_type_ids` its tokenizer never returns.
+    """
     if tokenizer is not None and getattr(tokenizer, "model_input_names", None):
         return list(tokenizer.model_input_names)
     from transformers.models.auto.tokenization_auto import (
@@ -341,4 +349,6 @@ def tokenizer_input_names(config: Any, tokenizer: Any | None) -> list[str]:
         class_name = next((name for name in class_name if name), None)
     tokenizer_class = tokenizer_class_from_name(class_name) if class_name else None
     names = getattr(tokenizer_class, "model_input_names", None)
-    return list(names) if names else list(_FALLBACK_INPUTS)
+    if names:
+        return list(names)
+    return [n for n in _FALLBACK_INPUTS if accepted is None or n in accepted or n == "input_ids"]

@@ -156,12 +156,7 @@ def default_input_names(
     needs_text = "input_ids" in required_parameters(model)  # grounding models: image + text
     if modality.modality(model) != modality.TEXT and not with_past and not needs_text:
         return modality.input_names(model, config, accepted)
-    names = tokenizer_input_names(config, tokenizer)
-    if tokenizer is None:
-        # No tokenizer whose output must feed the graph as is: the architecture's tokenizer
-        # class defaults (Transformers 5's generic backend lists token_type_ids even for
-        # Llama) are kept only where the model takes them.
-        names = [name for name in names if name in accepted]
+    names = tokenizer_input_names(config, tokenizer, accepted=accepted)
     if (
         not with_past
         and "pixel_values" in accepted
