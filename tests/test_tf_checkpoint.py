@@ -19,8 +19,8 @@ import torch
 import transformers
 
 from onnxport import export
+from onnxport.exporters.load import load_model
 from onnxport.exporters.tf_checkpoint import pytorch_name, read_h5_weights, to_pytorch_layout
-from onnxport.hub import load_model
 from onnxport.runtime import (
     ORTModelForMaskedLM,
     ORTModelForQuestionAnswering,
