@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,18 @@ def _fail(message: str):
     def run(self, module, args, spec, opset, path, external_data) -> None:
         path.write_bytes(b"partial")
         raise RuntimeError(message)
+
+    return run
+
+
+def _wrapped(error: Exception):
+    """A strategy failing as torch.onnx does: its own error, raised from what tracing hit."""
+
+    def run(self, module, args, spec, opset, path, external_data) -> None:
+        try:
+            raise error
+        except type(error) as cause:
+            raise RuntimeError("Failed to export the model with torch.export.") from cause
 
     return run
 
@@ -55,6 +68,53 @@ def test_every_strategy_failing_is_one_clear_error(
     assert "Traceback" not in err
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
+
+
+def test_a_bug_in_onnxport_under_tracing_is_not_hidden_by_the_fallback(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    checkpoint,
+) -> None:
+    from onnxport.exporters import api, spec
+
+    real_capture = api.capture
+
+    def capture_with_a_bug(*args, **kwargs):
+        # While capturing, run_reference (onnxport's code, which torch traces through the
+        # capture wrapper) meets a NameError: torch.onnx wraps it in its own error, the
+        # TorchScript tracer would hit it again, and the user must see it rather than "every
+        # exporter failed".
+        with monkeypatch.context() as scoped:
+            scoped.delattr(spec, "flatten_outputs")
+            return real_capture(*args, **kwargs)
+
+    monkeypatch.setattr(api, "capture", capture_with_a_bug)
+    monkeypatch.setattr(TorchScriptStrategy, "run", _fail("the fallback must not run"))
+    out = tmp_path / "out"
+    ckpt = str(checkpoint("bert", "text-classification"))
+    with pytest.raises(NameError, match="flatten_outputs") as info:
+        onnxport.export(ckpt, out)
+    assert info.value.__traceback__ is not None
+    assert traceback.extract_tb(info.value.__traceback__)[-1].name == "run_reference"
+    assert not out.exists()
+    # The CLI reports it as the bug it is, in one line.
+    assert main(["export", "onnx", "--model", ckpt, str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "Error: unexpected NameError: name 'flatten_outputs' is not defined" in err
+    assert "the fallback must not run" not in err
+
+
+def test_an_error_of_the_model_under_tracing_still_falls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, checkpoint
+) -> None:
+    # An AttributeError the strategy meets outside onnxport's code (torch's, the model's) is a
+    # limit of that exporter: the next one is tried.
+    monkeypatch.setattr(DynamoStrategy, "run", _wrapped(AttributeError("'FakeTensor' has no x")))
+    with caplog.at_level(logging.INFO, logger="onnxport"):
+        result = onnxport.export(checkpoint("bert", "text-classification"), tmp_path / "out")
+    assert result.strategy == "torchscript"
+    assert "'FakeTensor' has no x" in caplog.text
 
 
 def test_export_a_loaded_model(tmp_path: Path, checkpoint) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ from onnxport.errors import (
     ModelNotFoundError,
     TaskError,
     UnsupportedModelError,
+    write_failure,
 )
 from onnxport.exporters.capture import DynamoStrategy
 
@@ -299,3 +301,14 @@ def test_missing_tokenizer_exports_with_a_warning(
     assert "cannot be used with the tokenizer-based API" in err
     assert "The ONNX export succeeded" in stdout
     assert not (out / "tokenizer.json").exists()
+
+
+def test_write_failure_stops_at_a_cycle_in_the_cause_chain() -> None:
+    # A wrapper re-raised as its own cause's context (what re-raising a root cause from its
+    # handler does) must not loop forever.
+    wrapper, cause = RuntimeError("step 1/3 failed"), NameError("name 'x' is not defined")
+    wrapper.__cause__, cause.__context__ = cause, wrapper
+    assert write_failure(wrapper) is None
+    full = OSError(errno.ENOSPC, "No space left on device")
+    cause.__cause__ = full
+    assert write_failure(wrapper) is full

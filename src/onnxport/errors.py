@@ -209,9 +209,11 @@ def first_line(err: BaseException, limit: int | None = None) -> str:
 def write_failure(err: BaseException) -> OSError | None:
     """The OSError in `err`'s cause chain that means the output could not be written."""
     seen: BaseException | None = err
-    while seen is not None:
+    visited: set[int] = set()
+    while seen is not None and id(seen) not in visited:  # a re-raised cause makes a cycle
         if isinstance(seen, OSError) and seen.errno in _WRITE_ERRNOS:
             return seen
+        visited.add(id(seen))
         seen = seen.__cause__ or seen.__context__
     return None
 

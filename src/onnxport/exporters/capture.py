@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import os
 import time
+import traceback
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -25,6 +27,25 @@ logger = logging.getLogger(__name__)
 
 MIN_OPSET = 14
 DEFAULT_OPSET = 18
+
+# What a strategy raises when it cannot capture this model, so that the next one may:
+# torch.onnx's OnnxExporterError (a RuntimeError wrapping what torch.export hit: dynamo's
+# Unsupported, a data-dependent guard, an op with no ONNX function), what model code raises
+# under tracing (symbolic sizes, fake tensors), and the TorchScript tracer's own errors.
+_CANNOT_CAPTURE: tuple[type[Exception], ...] = (
+    RuntimeError,
+    TypeError,
+    ValueError,
+    IndexError,
+    KeyError,
+    torch.jit.Error,
+    torch.jit.frontend.FrontendError,
+)
+# Raised from onnxport's own code (the capture wrapper, run_reference, an adapter) these are
+# bugs: every strategy runs that same code, and a fallback would only hide them.
+_BUGS = (NameError, AttributeError, AssertionError)
+# As the code objects spell it (not resolved): every onnxport module is loaded from here.
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(__file__)) + os.sep
 
 
 def max_opset() -> int:
@@ -217,21 +238,31 @@ def capture(
     module = GraphModule(model, spec).eval()
     args = tuple(example[name] for name in spec.input_names)
     failures: list[tuple[str, str]] = []
+    errors: list[Exception] = []
     for strategy in strategies:
         start = time.perf_counter()
         logger.info("Capturing the graph with the %s exporter...", strategy.name)
+        bug = None
         try:
             with _quiet_exporter(), torch.no_grad():
                 strategy.run(module, args, spec, opset, path, external_data)
-        except Exception as err:
+        except _CANNOT_CAPTURE as err:
             if write_failure(err) is not None:
                 raise  # a full or read-only disk: no other exporter would fare better
-            reason = _summary(err)
-            failures.append((strategy.name, reason))
-            logger.warning("The %s exporter failed: %s", strategy.name, reason)
-            for leftover in path.parent.glob(path.name + "*"):
-                leftover.unlink()
-            continue
+            bug = _own_bug(err)
+            if bug is None:
+                reason = _summary(err)
+                failures.append((strategy.name, reason))
+                errors.append(err)
+                logger.warning("The %s exporter failed: %s", strategy.name, reason)
+                logger.debug("The %s exporter's failure in full:", strategy.name, exc_info=err)
+                for leftover in path.parent.glob(path.name + "*"):
+                    leftover.unlink()
+                continue
+        if bug is not None:
+            # Raised outside the handler: inside it, torch's wrapper would become the context
+            # of its own cause (a cycle). The traceback still ends at the line at fault.
+            raise bug
         seconds = time.perf_counter() - start
         if failures:
             logger.warning(
@@ -247,13 +278,36 @@ def capture(
         + "; ".join(f"{name} exporter: {why}" for name, why in failures)
         + ". Set ONNXPORT_DEBUG=1 for the traceback, or register an adapter for this model.",
         failures=failures,
-    )
+    ) from (errors[0] if errors else None)
+
+
+def _own_bug(err: BaseException) -> BaseException | None:
+    """The NameError/AttributeError/AssertionError in onnxport's code at the root of `err`.
+
+    torch.onnx wraps whatever tracing raised in its own error; the root cause is what the
+    traced code itself raised, and the last frame of its traceback is where.
+    """
+    root = _root_cause(err)
+    if not isinstance(root, _BUGS):
+        return None
+    frames = traceback.extract_tb(root.__traceback__)
+    if frames and frames[-1].filename.startswith(_PACKAGE_DIR):
+        return root
+    return None
+
+
+def _root_cause(err: BaseException) -> BaseException:
+    """The last exception of `err`'s `__cause__` chain."""
+    seen = {id(err)}
+    while err.__cause__ is not None and id(err.__cause__) not in seen:
+        err = err.__cause__
+        seen.add(id(err))
+    return err
 
 
 def _summary(err: BaseException) -> str:
     """The root cause in one line: torch.onnx wraps it in a generic 'step 1/3' error."""
-    while err.__cause__ is not None:
-        err = err.__cause__
+    err = _root_cause(err)
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     text = lines[0] if lines else type(err).__name__
     return f"{type(err).__name__}: {text[:300]}"
