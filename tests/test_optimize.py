@@ -284,3 +284,25 @@ def test_a_failure_with_an_empty_message_is_still_one_clean_line(
     with pytest.raises(QuantizationError, match=r"of model.onnx failed: RuntimeError$"):
         quantize(bert_dir, "int8-dynamic")
     assert not list(bert_dir.glob(".variants.*"))
+
+
+def test_one_list_of_generative_tasks_flagged_in_the_task_table() -> None:
+    import re
+
+    from onnxport.runtime import registry
+    from onnxport.tasks import TASKS
+    from onnxport.variants import benchmark, guard
+
+    # The runtime serves these with generation classes; the table flags them as taking a cache.
+    assert {task.name for task in TASKS if task.with_past} == registry.GENERATIVE_TASKS
+    # The guard (greedy-token agreement) and the benchmark (refusal) use that same list...
+    assert guard.GENERATIVE_TASKS is registry.GENERATIVE_TASKS
+    assert benchmark.GENERATIVE_TASKS is registry.GENERATIVE_TASKS
+    # ...and no other module keeps a copy that could drift from it.
+    source = Path(onnxport.__file__).parent
+    defining = sorted(
+        str(path.relative_to(source))
+        for path in source.rglob("*.py")
+        if re.search(r"^GENERATIVE_TASKS\b.*=", path.read_text(encoding="utf-8"), re.MULTILINE)
+    )
+    assert defining == ["runtime/registry.py"]

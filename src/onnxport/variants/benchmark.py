@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from onnxport.errors import BenchmarkError, VariantError, first_line
-from onnxport.variants.guard import GENERATIVE_TASKS
+from onnxport.runtime.registry import GENERATIVE_TASKS
 
 logger = logging.getLogger(__name__)
 

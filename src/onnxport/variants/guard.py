@@ -18,6 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from onnxport.errors import VariantError
+from onnxport.runtime.registry import GENERATIVE_TASKS
 from onnxport.variants.files import exported_task
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,6 @@ EVAL_TEXTS = (
     "Alan Turing, and rarer words (photosynthesis, juxtaposition, antidisestablishmentarian) "
     "so that the embedding has to carry a lot of content at once.",
 )
-GENERATIVE_TASKS = ("text-generation", "text2text-generation", "automatic-speech-recognition")
 
 
 @dataclass(frozen=True)
