@@ -184,3 +184,17 @@ def test_the_rules_catch_a_wrong_way_import(tmp_path: Path) -> None:
             test_imports_follow_the_layers(probe)
     finally:
         probe.unlink()
+
+
+def test_sessions_are_built_only_by_create_session() -> None:
+    """`onnxruntime.InferenceSession(...)` is called in sessions.py alone (one error, one place)."""
+    calls = []
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name == "InferenceSession":
+                calls.append(f"{path.relative_to(SRC)}:{node.lineno}")
+    assert [c for c in calls if not c.startswith("sessions.py:")] == []

@@ -306,3 +306,32 @@ def test_one_list_of_generative_tasks_flagged_in_the_task_table() -> None:
         if re.search(r"^GENERATIVE_TASKS\b.*=", path.read_text(encoding="utf-8"), re.MULTILINE)
     )
     assert defining == ["runtime/registry.py"]
+
+
+def _unloadable_graph() -> onnx.ModelProto:
+    """A well-formed ONNX file ONNX Runtime refuses: its one op is in an unknown domain."""
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Frobnicate", ["input_ids"], ["last_hidden_state"], domain="acme")
+    graph = helper.make_graph(
+        [node],
+        "unloadable",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, 4])],
+        [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, [1, 4])],
+    )
+    return helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("acme", 1)]
+    )
+
+
+def test_a_graph_onnx_runtime_refuses_is_the_stage_error(bert_dir: Path) -> None:
+    from onnxport.errors import BenchmarkError
+    from onnxport.variants.benchmark import benchmark
+    from onnxport.variants.guard import compare
+
+    onnx.save(_unloadable_graph(), str(bert_dir / "model_bad.onnx"))
+    loads = r"ONNX Runtime cannot load '.*model_bad.onnx': .*Frobnicate"
+    with pytest.raises(BenchmarkError, match=loads):
+        benchmark(bert_dir, variants=["model.onnx", "model_bad.onnx"], shapes=[(1, 4)])
+    with pytest.raises(VariantError, match=loads):
+        compare(bert_dir, "model.onnx", "model_bad.onnx")

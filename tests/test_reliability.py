@@ -26,7 +26,12 @@ from safetensors.torch import load_file
 
 from onnxport import export
 from onnxport.cli.main import main
-from onnxport.errors import ModelFileError, OutputExistsError, OutputWriteError
+from onnxport.errors import (
+    ModelFileError,
+    OutputExistsError,
+    OutputWriteError,
+    ValidationError,
+)
 from onnxport.exporters.adapters import ADAPTERS
 from onnxport.runtime import ORTModelForFeatureExtraction
 from test_errors import assert_nothing_written, assert_one_error_line, run_cli
@@ -178,6 +183,39 @@ def test_output_in_the_way_is_a_file_exists_error(tmp_path: Path, checkpoint: Ch
         export(checkpoint("bert", "fill-mask"), out)
     assert isinstance(info.value, FileExistsError)
     assert info.value.path == str(out)
+
+
+def test_a_graph_onnx_runtime_cannot_load_fails_validation_in_one_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    checkpoint: Checkpoint,
+) -> None:
+    from onnx import TensorProto, helper
+
+    from onnxport.exporters.capture import DynamoStrategy
+
+    def write_unloadable(self, module, args, spec, opset, path, external_data) -> None:
+        # Well-formed ONNX (metadata can be added) that ONNX Runtime refuses to load.
+        node = helper.make_node("Frobnicate", ["input_ids"], ["logits"], domain="acme")
+        graph = helper.make_graph(
+            [node], "unloadable",
+            [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["b", "s"])],
+            [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["b", "s"])],
+        )  # fmt: skip
+        opsets = [helper.make_opsetid("", 18), helper.make_opsetid("acme", 1)]
+        onnx.save(helper.make_model(graph, opset_imports=opsets), str(path))
+
+    monkeypatch.setattr(DynamoStrategy, "run", write_unloadable)
+    out = tmp_path / "out"
+    ckpt = str(checkpoint("bert", "fill-mask"))
+    with pytest.raises(ValidationError, match=r"ONNX Runtime cannot load .*Frobnicate") as info:
+        export(ckpt, out)
+    assert info.value.report is None
+    code, _, err = run_cli(["export", "onnx", "--model", ckpt, str(out)], capsys)
+    assert code == 1
+    assert_one_error_line(err, "ONNX Runtime cannot load")
+    assert_nothing_written(tmp_path, out)
 
 
 def test_bf16_on_cpu_is_refused_before_any_work(

@@ -129,7 +129,8 @@ class ValidationError(OnnxportError, AssertionError):
 
     exit_code = EXIT_FAILED
 
-    def __init__(self, message: str, *, report: object) -> None:
+    # None when ONNX Runtime could not load or run the graph, so there is nothing to compare.
+    def __init__(self, message: str, *, report: object | None = None) -> None:
         super().__init__(message)
         self.report = report
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from onnxport.errors import MissingExtraError
+from onnxport.errors import MissingExtraError, ORTModelError
+from onnxport.sessions import CPU, create_session
 
 QUERY = "How do I run a machine learning model on a phone?"
 SENTENCES = (
@@ -65,13 +66,10 @@ def rank(embed: Any, query: str = QUERY, sentences: tuple[str, ...] = SENTENCES)
 
 def onnx_embedder(model_dir: Path) -> Any:
     """Embed texts with the exported model through a plain onnxruntime.InferenceSession."""
-    import onnxruntime as ort
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    session = ort.InferenceSession(
-        str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"]
-    )
+    session = create_session(model_dir / "model.onnx", None, CPU, error=ORTModelError)
 
     def embed(texts: list[str]) -> np.ndarray:
         encoded = dict(tokenizer(texts, padding=True, return_tensors="np"))

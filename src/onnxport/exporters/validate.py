@@ -20,6 +20,7 @@ from onnxport.errors import ValidationError, first_line
 from onnxport.exporters.adapters import ExportAdapter
 from onnxport.exporters.dummy import InputShape
 from onnxport.exporters.spec import ExportSpec, example_inputs, run_reference
+from onnxport.sessions import create_session
 
 OK = "✓"
 FAIL = "x"
@@ -198,8 +199,6 @@ def validate(
     PyTorch runs first, at every shape; then `release_model` (when given) frees the model's
     weights, so that they and ONNX Runtime's copy of them are never resident together.
     """
-    import onnxruntime as ort
-
     atol = spec.atol if atol is None else atol
     config: Any = model.config
     device = next(iter(model.parameters())).device
@@ -211,7 +210,7 @@ def validate(
         cases.append((shape, inputs, {k: _to_numpy(v) for k, v in outputs.items()}))
     if release_model is not None:
         release_model()
-    session = ort.InferenceSession(str(onnx_path), providers=list(providers))
+    session = create_session(onnx_path, None, providers, error=ValidationError)
     onnx_outputs = tuple(output.name for output in session.get_outputs())
     # The exporter drops inputs the model never reads (RWKV's attention_mask, Zamba's
     # token_type_ids): PyTorch still gets them, the graph is fed what it declares.

@@ -24,6 +24,7 @@ import numpy as np
 
 from onnxport.errors import BenchmarkError, VariantError, first_line
 from onnxport.runtime.registry import GENERATIVE_TASKS
+from onnxport.sessions import CPU, create_session
 
 logger = logging.getLogger(__name__)
 
@@ -203,8 +204,7 @@ def benchmark(
     # block (measured: a fused MiniLM looked 25% slower than alone at 1x128 with spinning).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     sessions = {
-        name: ort.InferenceSession(str(folder / name), options, providers=["CPUExecutionProvider"])
-        for name in names
+        name: create_session(folder / name, options, CPU, error=BenchmarkError) for name in names
     }
     model = _torch_model(pytorch or meta.get("source"), task)
     reference = REFERENCE if model is not None else names[0]

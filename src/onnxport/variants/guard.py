@@ -19,6 +19,7 @@ import onnxruntime as ort
 
 from onnxport.errors import VariantError
 from onnxport.runtime.registry import GENERATIVE_TASKS
+from onnxport.sessions import CPU, create_session
 from onnxport.variants.files import exported_task
 
 logger = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ def _session(path: Path, threads: int = 0) -> ort.InferenceSession:
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return create_session(path, options, CPU, error=VariantError)
 
 
 class RandomTokens:

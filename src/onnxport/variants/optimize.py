@@ -26,6 +26,7 @@ from typing import Any
 import onnx
 
 from onnxport.errors import OnnxportError, OptimizationError, VariantError, first_line
+from onnxport.sessions import CPU, create_session
 from onnxport.variants.files import base_graphs, encoder_file_for, publish, save_graph, variant_file
 from onnxport.variants.guard import AccuracyReport, compare, read_texts
 
@@ -214,9 +215,11 @@ def _load_problem(model: onnx.ModelProto) -> str | None:
         with tempfile.TemporaryDirectory(prefix="onnxport-check-") as tmp:
             path = Path(tmp) / "check.onnx"
             save_graph(model, path)
-            ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            create_session(path, options, CPU, error=OptimizationError)
     except Exception as err:
-        return first_line(err, 200)
+        # ONNX Runtime's own reason, not our wrapper's line naming the scratch file.
+        cause = err.__cause__ if isinstance(err, OptimizationError) else None
+        return first_line(cause or err, 200)
     return None
 
 
@@ -245,7 +248,7 @@ def basic_optimizations(model: onnx.ModelProto) -> onnx.ModelProto:
             options.add_session_config_entry(
                 "session.optimized_model_external_initializers_file_name", "out.onnx.data"
             )
-        ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+        create_session(source, options, CPU, error=OptimizationError)
         return onnx.load(str(target))
 
 

@@ -30,6 +30,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from onnxport.errors import QuantizationError, VariantError, first_line
+from onnxport.sessions import CPU, create_session
 from onnxport.variants.files import base_graphs, publish, save_graph, variant_file
 from onnxport.variants.guard import (
     AccuracyReport,
@@ -134,9 +135,7 @@ def _matmuls(model: onnx.ModelProto) -> list[onnx.NodeProto]:
 
 def _sample_feeds(model_path: Path, folder: Path, texts: list[str]) -> Iterator[dict[str, Any]]:
     """Inputs for one text at a time: tokens, plus an empty cache for a decoder graph."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    session = create_session(model_path, None, CPU, error=QuantizationError)
     tokenizer = load_tokenizer(folder)
     for text in texts:
         feeds = {}
@@ -154,8 +153,6 @@ def collect_activations(
     model: onnx.ModelProto, feeds: list[dict[str, Any]], names: list[str]
 ) -> dict[str, list[np.ndarray]]:
     """The fp32 values of tensors `names` on each feed (rows of the last axis)."""
-    import onnxruntime as ort
-
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     present = {o.name for o in probe.graph.output}
@@ -165,7 +162,7 @@ def collect_activations(
     with tempfile.TemporaryDirectory(prefix="onnxport-calib-") as tmp:
         path = Path(tmp) / "probe.onnx"
         save_graph(probe, path)
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = create_session(path, None, CPU, error=QuantizationError)
         values: dict[str, list[np.ndarray]] = {name: [] for name in names}
         for feed in feeds:
             for name, value in zip(names, session.run(names, feed), strict=True):
@@ -298,13 +295,12 @@ END_TO_END_RANKING_LIMIT = 64
 
 def rank_end_to_end(model: onnx.ModelProto, feeds: list[dict[str, Any]], mode: str) -> list[str]:
     """MatMul names, most damaging first: each quantized alone, outputs compared with fp32."""
-    import onnxruntime as ort
 
     def outputs(graph: onnx.ModelProto) -> list[np.ndarray]:
         with tempfile.TemporaryDirectory(prefix="onnxport-rank-") as tmp:
             path = Path(tmp) / "m.onnx"
             save_graph(graph, path)
-            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            session = create_session(path, None, CPU, error=QuantizationError)
             names = {i.name for i in session.get_inputs()}
             first = session.get_outputs()[0].name
             return [
