@@ -386,8 +386,13 @@ def _quantize_int4(
 ) -> onnx.ModelProto:
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
+    # MatMulNBitsQuantizer rewrites the model it is given in place. The guard quantizes the
+    # same fused graph again with sensitive MatMuls excluded, and the ranking once per MatMul:
+    # each needs the fp32 graph, so the quantizer gets a copy.
+    work = onnx.ModelProto()
+    work.CopyFrom(model)
     quantizer = MatMulNBitsQuantizer(
-        model,
+        work,
         block_size=32,
         is_symmetric=True,
         accuracy_level=4,
