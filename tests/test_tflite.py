@@ -139,7 +139,7 @@ def test_generation_tasks_are_refused_in_one_line(
 def test_missing_extra_is_one_line(
     tmp_path: Path, checkpoint, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from onnxport import tflite
+    from onnxport.tflite import convert as tflite
 
     monkeypatch.setattr(tflite, "_importable", lambda module: module != "litert_torch")
     out = tmp_path / "out"
