@@ -9,7 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
 from helpers import assert_outputs_close, tokenize
 from onnxport import ORTModelForFeatureExtraction, ORTModelForSequenceClassification
@@ -50,14 +50,16 @@ def test_numpy_in_numpy_out_and_pipeline_attributes(exported) -> None:
     assert "ORTModelForFeatureExtraction" in repr(model)
 
 
-def test_attention_mask_and_token_types_default_like_pytorch(exported) -> None:
-    folder = exported("bert", "feature-extraction")
-    model = ORTModelForFeatureExtraction.from_pretrained(folder)
-    ids = torch.tensor([[2, 10, 11, 12, 3]])
-    full = model(
-        input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=torch.zeros_like(ids)
-    )
-    torch.testing.assert_close(model(input_ids=ids).last_hidden_state, full.last_hidden_state)
+def test_attention_mask_and_token_types_default_like_pytorch(exported, checkpoint) -> None:
+    model = ORTModelForFeatureExtraction.from_pretrained(exported("bert", "feature-extraction"))
+    reference = AutoModel.from_pretrained(checkpoint("bert", "feature-extraction")).eval()
+    ids = torch.tensor([[2, 10, 11, 12, 3], [2, 13, 14, 3, 15]])
+    # Only input_ids: each side fills in the mask and token types its own way.
+    with torch.no_grad():
+        expected = reference(input_ids=ids)
+    got = model(input_ids=ids)
+    for name in ("last_hidden_state", "pooler_output"):
+        torch.testing.assert_close(got[name], expected[name], atol=1e-4, rtol=1e-4)
 
 
 def test_wrong_input_name_is_refused(exported) -> None:
@@ -93,14 +95,21 @@ def test_onnx_file_that_does_not_load(tmp_path: Path, exported) -> None:
         ORTModelForFeatureExtraction.from_pretrained(broken)
 
 
-def test_provider_and_session_options(exported) -> None:
+def test_provider_and_session_options(tmp_path: Path, exported) -> None:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
     model = ORTModelForFeatureExtraction.from_pretrained(
         exported("bert", "feature-extraction"), session_options=options,
         providers=["CPUExecutionProvider"],
     )  # fmt: skip
     assert model.providers == ["CPUExecutionProvider"]
+    # What the session itself holds (ORT's copy), and the file only these options ask for.
+    used = model.session.get_session_options()
+    assert used.intra_op_num_threads == 1
+    assert used.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert (tmp_path / "optimized.onnx").is_file()
 
 
 def test_pick_a_file_by_name(tmp_path: Path, exported) -> None:

@@ -109,3 +109,24 @@ def test_text2text_pipeline_applies_the_task_prefix(checkpoint) -> None:
         **tokenizer(["paris the quick fox"], return_tensors="pt"), max_new_tokens=6
     )
     assert result == [{"translation_text": tokenizer.decode(ids[0], skip_special_tokens=True)}]
+
+
+def test_caller_session_options_reach_the_encoder_too(exported) -> None:
+    import onnxruntime as ort
+
+    # Unlike the class's defaults (ORT's thread count, spinning off between decoding steps).
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    model = onnxport.ORTModelForSeq2SeqLM.from_pretrained(
+        exported("t5", "text2text-generation"), session_options=options
+    )
+    for session in (model.session, model.encoder.session):
+        used = session.get_session_options()
+        assert used.intra_op_num_threads == 1
+        assert used.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    # Without options both get the class's defaults.
+    default = onnxport.ORTModelForSeq2SeqLM.from_pretrained(exported("t5", "text2text-generation"))
+    for session in (default.session, default.encoder.session):
+        used = session.get_session_options()
+        assert used.get_session_config_entry("session.intra_op.allow_spinning") == "0"
