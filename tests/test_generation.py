@@ -135,3 +135,29 @@ def test_window_too_small_to_export_is_refused(tmp_path: Path) -> None:
 def test_llama_has_no_window_limit(exported) -> None:
     model = onnxport.ORTModelForCausalLM.from_pretrained(exported("llama", "text-generation"))
     assert model.max_total_length is None
+
+
+def test_fp16_decoder_generates_with_a_float16_cache(tmp_path: Path) -> None:
+    from onnxport.testing import save_tiny_checkpoint
+
+    # At transformers' usual weight scale: the table's chaotic one (initializer_range 0.5)
+    # moves logits by more than fp16's tolerance.
+    ckpt = save_tiny_checkpoint("llama", "text-generation", tmp_path / "ckpt")
+    folder = tmp_path / "fp16"
+    result = onnxport.export(ckpt, folder, task="text-generation", dtype="fp16")
+    assert result.validation is not None
+    assert result.validation.passed
+    model = onnxport.ORTModelForCausalLM.from_pretrained(folder)
+    assert model.dtype == torch.float16  # the graph's float type, not a float32 default
+    tokenizer, inputs = _prompts(folder)
+    settings = {"max_new_tokens": 6, "do_sample": False, "pad_token_id": tokenizer.pad_token_id}
+    # The cache comes back float16 and must go in again as float16 at every step.
+    generated = model.generate(**inputs, **settings)
+    assert generated.shape == (2, inputs["input_ids"].shape[1] + 6)
+    step = model(**inputs)
+    assert step.logits.dtype == torch.float16
+    pt_model = AutoModelForCausalLM.from_pretrained(ckpt).eval()
+    with torch.no_grad():
+        expected = pt_model(**inputs).logits[:, -1]
+    # fp16 export's own validation tolerance (atol 1e-2), on the last position.
+    torch.testing.assert_close(step.logits[:, -1].float(), expected, atol=1e-2, rtol=1e-2)

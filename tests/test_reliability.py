@@ -245,7 +245,9 @@ def test_fp16_export_halves_the_weights_and_matches_pytorch(
     assert graph.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
     # The runtime class takes the usual int64 ids and returns fp16, close to fp32 PyTorch.
     ids = torch.randint(5, 90, (2, 11))
-    got = ORTModelForFeatureExtraction.from_pretrained(tmp_path / "fp16")(input_ids=ids)
+    model = ORTModelForFeatureExtraction.from_pretrained(tmp_path / "fp16")
+    assert model.dtype == torch.float16  # what pipelines read to cast their inputs
+    got = model(input_ids=ids)
     from transformers import AutoModel
 
     with torch.no_grad():
