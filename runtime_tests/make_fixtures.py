@@ -223,6 +223,7 @@ def main() -> None:
     root = Path(sys.argv[1]).resolve()
     root.mkdir(parents=True, exist_ok=True)
     transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
     expected: dict[str, Any] = {}
     expected.update(text_cases(root))
     expected.update(image_cases(root))
