@@ -414,7 +414,7 @@ def test_batch_outputs_equal_the_pipeline_in_order(
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from onnxport import batch
+    from onnxport.serve import batch
 
     rows = _rows(1000 if suffix != ".csv" else 100)
     bad_rows = {}

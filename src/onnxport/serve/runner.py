@@ -94,7 +94,9 @@ def model_task(model_dir: str | Path) -> str:
     from onnxport.layout import exported_task, find_base_graphs
 
     folder = Path(model_dir)
-    graphs = find_base_graphs(folder) if folder.is_dir() else None
+    if not folder.is_dir():
+        raise ServeError(f"'{folder}' is not a folder; pass the folder `onnxport export` wrote.")
+    graphs = find_base_graphs(folder)
     if graphs is None:
         raise ServeError(
             f"No exported model in '{folder}' (expected model.onnx, or encoder_model.onnx and "
