@@ -40,7 +40,7 @@ from onnx import TensorProto, helper
 from transformers import AutoModel, AutoTokenizer
 
 import onnxport
-from onnxport import demo
+from onnxport.cli import demo
 from onnxport.variants.benchmark import time_blocks
 from onnxport.variants.guard import EVAL_TEXTS
 
