@@ -138,3 +138,16 @@ def test_external_data_on_request(tmp_path: Path, checkpoint) -> None:
 def test_loading_with_the_class_of_another_task(exported) -> None:
     with pytest.raises(ORTModelError, match=r"exported for fill-mask.*ORTModelForMaskedLM"):
         ORTModelForFeatureExtraction.from_pretrained(exported("bert", "fill-mask"))
+
+
+def test_torch_free_output_classes_have_transformers_fields() -> None:
+    """runtime.outputs' twins declare the fields transformers' own classes have, in order."""
+    import dataclasses
+
+    from transformers import modeling_outputs
+
+    from onnxport.runtime.outputs import OUTPUT_FIELDS
+
+    for name, fields in OUTPUT_FIELDS.items():
+        declared = tuple(f.name for f in dataclasses.fields(getattr(modeling_outputs, name)))
+        assert fields == declared, name

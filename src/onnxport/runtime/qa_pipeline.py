@@ -12,7 +12,12 @@ from typing import Any
 import torch
 from transformers import Pipeline
 
-from onnxport.runtime.numpy_pipelines.qa import best_answers, question_inputs, tokenize_windows
+from onnxport.runtime.numpy_pipelines.qa import (
+    best_answers,
+    qa_parameters,
+    question_inputs,
+    tokenize_windows,
+)
 
 
 class QuestionAnsweringPipeline(Pipeline):
@@ -37,15 +42,7 @@ class QuestionAnsweringPipeline(Pipeline):
         doc_stride: int | None = None,
         **kwargs: Any,
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        preprocess = {
-            k: v
-            for k, v in (("max_seq_len", max_seq_len), ("doc_stride", doc_stride))
-            if v is not None
-        }
-        postprocess = {
-            k: v for k, v in (("top_k", top_k), ("max_answer_len", max_answer_len)) if v is not None
-        }
-        return preprocess, {}, postprocess
+        return qa_parameters(top_k, max_answer_len, max_seq_len, doc_stride)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Answer `question=` about `context=` (or a dict / list of dicts with both keys)."""

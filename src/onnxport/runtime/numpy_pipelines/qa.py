@@ -2,7 +2,7 @@
 
 Windows, span scoring and answers for onnxport's QA pipelines (transformers 5 has none): the
 numpy one here, and `runtime.qa_pipeline` (a transformers `Pipeline` over torch or ORT models),
-which reuses `question_inputs`, `tokenize_windows` and `best_answers`.
+which reuses `qa_parameters`, `question_inputs`, `tokenize_windows` and `best_answers`.
 """
 
 from __future__ import annotations
@@ -40,13 +40,7 @@ class NumpyQuestionAnsweringPipeline(NumpyPipeline):
         max_seq_len: int | None = None,
         doc_stride: int | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        window = {"max_seq_len": max_seq_len, "doc_stride": doc_stride}
-        answers = {"top_k": top_k, "max_answer_len": max_answer_len}
-        return (
-            {k: v for k, v in window.items() if v is not None},
-            {},
-            {k: v for k, v in answers.items() if v is not None},
-        )
+        return qa_parameters(top_k, max_answer_len, max_seq_len, doc_stride)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Answer `question=` about `context=` (or a dict / list of dicts with both keys)."""
@@ -71,6 +65,19 @@ class NumpyQuestionAnsweringPipeline(NumpyPipeline):
     ) -> Any:
         """The best `top_k` answers: one dict for `top_k=1`, else a list."""
         return best_answers(output, top_k, max_answer_len)
+
+
+def qa_parameters(
+    top_k: int | None, max_answer_len: int | None, max_seq_len: int | None, doc_stride: int | None
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The QA parameters as `Pipeline._sanitize_parameters` returns them: windows, -, answers."""
+    window = {"max_seq_len": max_seq_len, "doc_stride": doc_stride}
+    answers = {"top_k": top_k, "max_answer_len": max_answer_len}
+    return (
+        {k: v for k, v in window.items() if v is not None},
+        {},
+        {k: v for k, v in answers.items() if v is not None},
+    )
 
 
 def question_inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
