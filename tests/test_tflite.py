@@ -57,32 +57,44 @@ def test_encoder_tasks_convert_and_validate(
     assert not capsys.readouterr().out  # the converter's progress lines are kept quiet
 
 
-def test_the_file_runs_like_pytorch_in_the_interpreter(tmp_path: Path, checkpoint) -> None:
-    """Independent of our validation code: run the file by hand and compare with PyTorch."""
+def test_the_file_is_fed_by_name_like_pytorch(tmp_path: Path, checkpoint) -> None:
+    """Independent of our validation code: feed the file by name, as a mobile app does."""
     from ai_edge_litert.interpreter import Interpreter
     from transformers import AutoModelForSequenceClassification
 
     from onnxport.tflite.convert import export_tflite
 
     folder = checkpoint("bert", "text-classification")
-    export_tflite(folder, tmp_path / "out", batch_size=1, sequence_length=10)
-    record = json.loads((tmp_path / "out" / "tflite_config.json").read_text())
-    names = list(record["inputs"])
+    # Unvalidated, so this test alone fails if the names regress.
+    export_tflite(folder, tmp_path / "out", batch_size=1, sequence_length=10, validate_export=False)
+    interpreter = Interpreter(model_path=str(tmp_path / "out" / "model.tflite"))
+    assert interpreter.get_signature_list() == {
+        "serving_default": {
+            "inputs": ["attention_mask", "input_ids", "token_type_ids"],
+            "outputs": ["logits"],
+        }
+    }
     generator = torch.Generator().manual_seed(7)
     inputs = {
         "input_ids": torch.randint(5, 90, (1, 10), generator=generator),
         "token_type_ids": torch.zeros(1, 10, dtype=torch.long),
         "attention_mask": torch.ones(1, 10, dtype=torch.long),
     }
-    runner = Interpreter(model_path=str(tmp_path / "out" / "model.tflite")).get_signature_runner()
-    got = runner(**{f"args_{i}": inputs[n].numpy().astype(np.int32) for i, n in enumerate(names)})
+    runner = interpreter.get_signature_runner()
+    got = runner(
+        input_ids=inputs["input_ids"].numpy().astype(np.int32),
+        attention_mask=inputs["attention_mask"].numpy().astype(np.int32),
+        token_type_ids=inputs["token_type_ids"].numpy().astype(np.int32),
+    )
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
     with torch.no_grad():
-        want = model(**{n: inputs[n] for n in names}).logits.numpy()
-    np.testing.assert_allclose(got["output_0"], want, atol=1e-4, rtol=0)
+        want = model(**inputs).logits.numpy()
+    np.testing.assert_allclose(got["logits"], want, atol=1e-4, rtol=0)
 
 
 def test_vision_model(tmp_path: Path) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
     from onnxport.tflite.convert import export_tflite
 
     model = tiny_model(tiny_config("vit", image_size=32, patch_size=8), "image-classification")
@@ -90,6 +102,9 @@ def test_vision_model(tmp_path: Path) -> None:
     assert result.validation is not None
     assert result.validation.passed, result.validation.summary()
     assert result.input_shapes["pixel_values"] == (2, 3, 32, 32)
+    signature = Interpreter(model_path=str(result.tflite_path)).get_signature_list()
+    assert signature["serving_default"]["inputs"] == ["pixel_values"]
+    assert signature["serving_default"]["outputs"] == ["logits"]
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,9 @@ ONNX route) needs Python >= 3.12 for its 2.x line and its 1.x line pins TensorFl
 numpy 1.26. Quantization uses LiteRT's own `ai-edge-quantizer` on the converted file.
 Shapes are static, as most TFLite delegates need: `batch_size` and `sequence_length` fix
 them and `tflite_config.json` records them. The file is run with the LiteRT interpreter on
-fresh inputs at that shape and compared with PyTorch, as ONNX exports are.
+fresh inputs at that shape and compared with PyTorch, as ONNX exports are. The signature's
+inputs carry the tokenizer's or processor's names and its outputs the model's, so LiteRT's
+signature runner is fed by name (`runner(input_ids=..., attention_mask=...)["logits"]`).
 """
 
 from __future__ import annotations
@@ -182,6 +184,28 @@ def export_tflite(
     )
 
 
+class _NamedSignature(torch.nn.Module):
+    """Keyword inputs in, a dict of outputs out, so the `.tflite` signature carries names.
+
+    litert-torch names a signature's inputs after the keyword arguments it was traced with
+    and its outputs after the keys of a returned dict; positional ones become `args_0..`
+    and `output_0..`. Mobile code feeds LiteRT's signature runner by name, so the names are
+    the tokenizer's or processor's (`input_ids`, `pixel_values`) and the model's outputs'
+    (`logits`, `last_hidden_state`).
+    """
+
+    def __init__(self, positional: GraphModule) -> None:
+        super().__init__()
+        # Not `graph`: torch.fx's GraphModule, which the converter builds, owns that name.
+        self.positional = positional
+
+    def forward(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Call the model in spec order and name its outputs."""
+        spec = self.positional.spec
+        outputs = self.positional(*(inputs[name] for name in spec.input_names))
+        return dict(zip(spec.output_names, outputs, strict=True))
+
+
 def _convert(
     model: torch.nn.Module,
     spec: ExportSpec,
@@ -189,16 +213,16 @@ def _convert(
     path: Path,
     quantize: str | None,
 ) -> None:
-    """Convert with litert-torch (inputs in the spec's order), then quantize if asked."""
+    """Convert with litert-torch (inputs and outputs named), then quantize if asked."""
     with _quiet_converter():  # its import reports optional kernels it could not load
         import litert_torch
 
-    module = GraphModule(model, spec).eval()
-    args = tuple(sample[name] for name in spec.input_names)
+    module = _NamedSignature(GraphModule(model, spec)).eval()
+    named = {name: sample[name] for name in spec.input_names}
     logger.info("Converting to TFLite with litert-torch at %s...", _shapes(sample))
     try:
         with _quiet_converter(), torch.no_grad():
-            edge = litert_torch.convert(module, args)
+            edge = litert_torch.convert(module, sample_kwargs=named)
             data = bytes(edge.model_content())
     except Exception as err:
         raise TFLiteError(
@@ -253,25 +277,23 @@ def _validate(
         interpreter = Interpreter(model_path=str(path))
         runner = interpreter.get_signature_runner()
     signature = interpreter.get_signature_list()["serving_default"]
-    if len(signature["outputs"]) != len(spec.output_names):
-        raise TFLiteError(
-            f"The TFLite file has {len(signature['outputs'])} outputs, the model "
-            f"{len(spec.output_names)} ({', '.join(spec.output_names)})."
-        )
+    for kind, names in (("inputs", spec.input_names), ("outputs", spec.output_names)):
+        if sorted(signature[kind]) != sorted(names):
+            raise TFLiteError(
+                f"The TFLite file's signature {kind} are {', '.join(signature[kind])}, the "
+                f"model's {', '.join(names)}; a converter change renamed them."
+            )
     checks = []
     padded = replace(shape, padded=shape.batch_size > 1)
     for seed, each in ((1, shape), (2, padded)):
         inputs = example_inputs(spec, model.config, adapter, each, seed=seed)
         with torch.no_grad():
             reference = run_reference(model, spec, inputs)
-        # litert-torch numbers the signature's inputs args_0.. in the order they were traced,
-        # and stores 64-bit integers as 32-bit.
-        feed = {
-            f"args_{index}": _to_tflite(inputs[name]) for index, name in enumerate(spec.input_names)
-        }
+        # Fed by name, as a mobile app does; litert-torch stores 64-bit integers as 32-bit.
+        feed = {name: _to_tflite(inputs[name]) for name in spec.input_names}
         with _quiet_converter():  # the first call prints the CPU delegate's notice
             raw = runner(**feed)
-        results = {name: raw[f"output_{index}"] for index, name in enumerate(spec.output_names)}
+        results = {name: raw[name] for name in spec.output_names}
         expected = {k: v.detach().float().numpy() for k, v in reference.items()}
         label = f"{each.label()}, seed {seed}"
         checks += check_outputs(spec, expected, results, inputs, atol=atol, label=label)
