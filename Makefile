@@ -11,6 +11,10 @@ PYTEST_WORKERS ?= 2
 RUNTIME_VENV := .venv-runtime
 RUNTIME_STAMP := $(RUNTIME_VENV)/.installed
 FIXTURES := build/runtime-fixtures
+# transformers.js for tests/test_transformers_js.py (pinned by tests/js/package-lock.json).
+# --ignore-scripts: onnxruntime-node's install script only fetches GPU binaries (and fails
+# offline); its CPU binary ships inside the package.
+JS_STAMP := tests/js/node_modules/.installed
 
 .PHONY: demo test test-runtime test-slow coverage lint typecheck docs lock clean
 
@@ -19,7 +23,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	# torch first and exactly pinned: a looser requirement would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[exporters,dev,tflite,serve]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[exporters,dev,tflite,serve,genai]"
 	touch $(STAMP)
 
 # A second environment with the runtime only, as users deploy it: a plain `pip install .`.
@@ -32,6 +36,12 @@ $(RUNTIME_STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/onnxport demo demo-output/minilm
 
+$(JS_STAMP): tests/js/package.json tests/js/package-lock.json
+	cd tests/js && npm ci --ignore-scripts --no-audit --no-fund
+	touch $(JS_STAMP)
+
+tests/js/node_modules: $(JS_STAMP)
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests runtime_tests scripts benchmarks
 	$(BIN)/ruff format --check src tests runtime_tests scripts benchmarks
@@ -40,7 +50,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # loadgroup: tests marked xdist_group("ray") share one worker and one Ray instance.
-test: lint typecheck
+test: lint typecheck $(JS_STAMP)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
 	$(MAKE) test-runtime
 

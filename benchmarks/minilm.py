@@ -146,7 +146,7 @@ def main() -> None:
     checkpoint = demo.default_model_path()
     work = Path(tempfile.mkdtemp(prefix="onnxport-minilm-"))
     folder = work / "onnxport"
-    onnxport.export(checkpoint, folder)
+    onnxport.export(checkpoint, folder, library="transformers")  # the bare model, as optimum's
     from onnxport.variants.optimize import optimize
     from onnxport.variants.quantize import quantize
 

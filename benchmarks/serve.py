@@ -197,7 +197,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         if model_dir is None:
             model_dir = Path(tmp) / "minilm"
             print("Exporting all-MiniLM-L6-v2...", flush=True)
-            export(default_model_path(), model_dir, task="feature-extraction")
+            export(
+                default_model_path(), model_dir, task="feature-extraction", library="transformers"
+            )
         base, base_latencies = baseline_block(model_dir, args.requests)
         base_rates: list[float] = []
         rows = []

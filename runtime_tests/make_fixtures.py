@@ -26,7 +26,7 @@ from PIL import Image
 import onnxport
 from onnxport.runtime.qa_pipeline import QuestionAnsweringPipeline
 from onnxport.tasks import get_task
-from onnxport.testing import save_tiny_checkpoint, tiny_config, tiny_model
+from onnxport.testing import save_tiny_checkpoint, tiny_config, tiny_model, tiny_tokenizer
 
 TEXTS = [
     "The cat sat on the mat.",
@@ -215,8 +215,69 @@ def minilm_case(root: Path) -> dict[str, Any]:
 
     checkpoint = default_model_path()
     folder = root / "minilm"
-    onnxport.export(checkpoint, folder, task="feature-extraction", force=True)
+    # The bare transformer, compared field by field with BertModel's outputs.
+    onnxport.export(
+        checkpoint, folder, task="feature-extraction", force=True, library="transformers"
+    )
     return {"minilm": {"raw": _raw_outputs(checkpoint, "feature-extraction", folder)}}
+
+
+def sentence_transformers_cases(root: Path) -> dict[str, Any]:
+    """A tiny SentenceTransformer and CrossEncoder, with sentence-transformers' own results.
+
+    The bi-encoder pools CLS and max tokens, projects with a Tanh Dense layer and normalizes;
+    its max_seq_length (12) truncates the longest text, and it saves a query prompt.
+    """
+    from sentence_transformers import CrossEncoder, SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import (
+        Dense,
+        Normalize,
+        Pooling,
+        Transformer,
+    )
+
+    checkpoints = root / "checkpoints"
+    bert = save_tiny_checkpoint("bert", "feature-extraction", checkpoints / "st-bert")
+    transformer = Transformer(str(bert), max_seq_length=12)
+    pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode=("cls", "max"))
+    torch.manual_seed(1)
+    dense = Dense(pooling.get_embedding_dimension(), 16, activation_function=torch.nn.Tanh())
+    SentenceTransformer(
+        modules=[transformer, pooling, dense, Normalize()],
+        device="cpu",
+        prompts={"query": "query: "},
+    ).save(str(checkpoints / "sentence-transformers"))
+    source = checkpoints / "sentence-transformers"
+    onnxport.export(source, root / "sentence-transformers", force=True)
+    encoder = SentenceTransformer(str(source), device="cpu")
+    embeddings = encoder.encode(TEXTS, batch_size=2)
+
+    tokenizer = tiny_tokenizer(["input_ids", "token_type_ids", "attention_mask"])
+    config = tiny_config("bert", tokenizer=tokenizer, num_labels=1, initializer_range=0.5)
+    torch.manual_seed(2)
+    head = transformers.BertForSequenceClassification(config).eval()
+    head.save_pretrained(checkpoints / "cross-encoder-hf")
+    tokenizer.save_pretrained(checkpoints / "cross-encoder-hf")
+    CrossEncoder(str(checkpoints / "cross-encoder-hf"), device="cpu").save(
+        str(checkpoints / "cross-encoder")
+    )
+    onnxport.export(checkpoints / "cross-encoder", root / "cross-encoder", force=True)
+    cross = CrossEncoder(str(checkpoints / "cross-encoder"), device="cpu")
+    pairs = [[text, other] for text, other in zip(TEXTS, TEXTS[1:] + TEXTS[:1], strict=True)]
+    return {
+        "sentence-transformers": {
+            "texts": TEXTS,
+            "embeddings": embeddings,
+            "query": encoder.encode(TEXTS, prompt_name="query"),
+            "single": encoder.encode(TEXTS[2]),
+            "similarity": encoder.similarity(embeddings, embeddings),
+        },
+        "cross-encoder": {
+            "pairs": pairs,
+            "scores": cross.predict(pairs, batch_size=2),
+            "rank": cross.rank(TEXTS[0], TEXTS, return_documents=True),
+        },
+    }
 
 
 def main() -> None:
@@ -228,6 +289,7 @@ def main() -> None:
     expected.update(text_cases(root))
     expected.update(image_cases(root))
     expected.update(minilm_case(root))
+    expected.update(sentence_transformers_cases(root))
     (root / "expected.json").write_text(json.dumps(_jsonable(expected)), encoding="utf-8")
     print(f"fixtures for {len(expected)} cases written to {root}")
 

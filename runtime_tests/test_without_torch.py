@@ -111,6 +111,39 @@ def test_pipelines_match_transformers_pytorch_pipelines(
         _close(result, call["result"], f"{case} call {index}")
 
 
+def test_sentence_transformers_encode_without_torch(fixtures: Path, expected: Any) -> None:
+    """onnxport.SentenceTransformer against sentence-transformers' PyTorch `encode`."""
+    import onnxport
+
+    case = expected["sentence-transformers"]
+    model = onnxport.SentenceTransformer(fixtures / "sentence-transformers")
+    embeddings = model.encode(case["texts"], batch_size=2)
+    np.testing.assert_allclose(embeddings, case["embeddings"], atol=ATOL)
+    np.testing.assert_allclose(
+        model.encode(case["texts"], prompt_name="query"), case["query"], atol=ATOL
+    )
+    single = model.encode(case["texts"][2])
+    assert single.shape == (16,)
+    np.testing.assert_allclose(single, case["single"], atol=ATOL)
+    np.testing.assert_allclose(
+        model.similarity(embeddings, embeddings), case["similarity"], atol=ATOL
+    )
+    assert "torch" not in sys.modules
+
+
+def test_cross_encoder_predicts_and_ranks_without_torch(fixtures: Path, expected: Any) -> None:
+    """onnxport.CrossEncoder against sentence-transformers' PyTorch `predict` and `rank`."""
+    import onnxport
+
+    case = expected["cross-encoder"]
+    model = onnxport.CrossEncoder(fixtures / "cross-encoder")
+    scores = model.predict(case["pairs"], batch_size=2)
+    np.testing.assert_allclose(scores, case["scores"], atol=ATOL)
+    texts = expected["sentence-transformers"]["texts"]
+    _close(model.rank(texts[0], texts, return_documents=True), case["rank"], "rank")
+    assert "torch" not in sys.modules
+
+
 def test_generation_needs_torch_in_one_line() -> None:
     import onnxport
     from onnxport.errors import MissingExtraError

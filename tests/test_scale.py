@@ -100,7 +100,7 @@ def minilm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from onnxport import export
 
     out = tmp_path_factory.mktemp("minilm-serve") / "model"
-    export(default_model_path(), out, task="feature-extraction")
+    export(default_model_path(), out, task="feature-extraction", library="transformers")
     return out
 
 

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
         ORTModelForZeroShotObjectDetection,
     )
     from onnxport.runtime.pipelines import pipeline
+    from onnxport.runtime.sentence_transformers import CrossEncoder, SentenceTransformer
 
 _LAZY = {
     "export": "onnxport.exporters.api",
@@ -62,6 +63,8 @@ _LAZY = {
     "ExportAdapter": "onnxport.exporters.adapters",
     "register_adapter": "onnxport.exporters.adapters",
     "pipeline": "onnxport.runtime.pipelines",
+    "SentenceTransformer": "onnxport.runtime.sentence_transformers",
+    "CrossEncoder": "onnxport.runtime.sentence_transformers",
     "ORTModel": "onnxport.runtime",
     "ORTModelForCausalLM": "onnxport.runtime",
     "ORTModelForImageFeatureExtraction": "onnxport.runtime",

@@ -15,6 +15,8 @@ EXTRAS = {
     "exporters": ("torch", "onnx", "onnxscript"),
     "tflite": ("litert_torch", "ai_edge_litert"),
     "serve": ("ray", "pyarrow", "orjson"),
+    # Only to run folders: export writes genai_config.json without it.
+    "genai": ("onnxruntime_genai",),
 }
 
 

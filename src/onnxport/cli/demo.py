@@ -71,8 +71,13 @@ def onnx_embedder(model_dir: Path) -> Any:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     session = create_session(model_dir / "model.onnx", None, CPU, error=ORTModelError)
 
+    # The default export of a sentence-transformers folder pools in the graph.
+    pooled = "sentence_embedding" in {output.name for output in session.get_outputs()}
+
     def embed(texts: list[str]) -> np.ndarray:
         encoded = dict(tokenizer(texts, padding=True, return_tensors="np"))
+        if pooled:
+            return np.asarray(session.run(["sentence_embedding"], encoded)[0])
         hidden = session.run(["last_hidden_state"], encoded)[0]
         return mean_pool(hidden, encoded["attention_mask"])
 

@@ -128,6 +128,28 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
         "fp16, 5e-2 for bf16 unless --atol is given",
     )
     parser.add_argument(
+        "--layout",
+        choices=("onnxport", "transformers.js"),
+        default="onnxport",
+        help="folder layout: onnxport's (graphs beside config.json) or transformers.js' "
+        "(graphs in onnx/, variants named by dtype: model_q4.onnx, model_int8.onnx...)",
+    )
+    parser.add_argument(
+        "--library",
+        choices=("sentence-transformers", "transformers"),
+        default=None,
+        help="how to read the checkpoint (default: sentence-transformers for a folder with "
+        "modules.json, whose graph then includes pooling, dense layers and normalization and "
+        "returns sentence_embedding; else transformers, the bare model or a task head)",
+    )
+    parser.add_argument(
+        "--genai",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="text-generation: write genai_config.json for onnxruntime-genai, refusing an "
+        "architecture it cannot run (default: written when it can; --no-genai: never)",
+    )
+    parser.add_argument(
         "--optimize",
         choices=("O1", "O2", "O3", "O4"),
         help="also write model_<level>.onnx (see `onnxport optimize`)",
@@ -352,6 +374,14 @@ def _legacy_argv(argv: list[str]) -> list[str]:
     return argv
 
 
+def _relative(path: Path, folder: Path) -> str:
+    """`onnx/model_q4.onnx` for a file in a transformers.js folder, else the file's name."""
+    try:
+        return path.relative_to(folder).as_posix()
+    except ValueError:
+        return path.name
+
+
 def _print_result(result: Any) -> None:
     """Each graph's validation block, then the closing line."""
     for report in result.reports:
@@ -379,6 +409,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
         trust_remote_code=args.trust_remote_code,
         revision=args.revision,
         dtype=args.dtype,
+        layout=args.layout,
+        library=args.library,
+        genai=args.genai,
     )
     _print_result(result)
     logger.info(
@@ -433,7 +466,7 @@ def _print_optimization(result: Any) -> None:
     print(f"Fusions: {fusions}")
     if result.accuracy is not None:
         print(result.accuracy.format())
-    names = ", ".join(p.name for p in result.files)
+    names = ", ".join(_relative(p, result.output_dir) for p in result.files)
     print(f"O{result.level} written: {names} in {result.output_dir} ({result.seconds:.1f} s)")
 
 
@@ -442,7 +475,7 @@ def _print_quantization(result: Any) -> None:
         print(result.accuracy.format())
     if result.excluded:
         print(f"Kept in fp32 to meet the accuracy target: {', '.join(result.excluded)}")
-    names = ", ".join(p.name for p in result.files)
+    names = ", ".join(_relative(p, result.output_dir) for p in result.files)
     print(f"{result.mode} written: {names} in {result.output_dir} ({result.seconds:.1f} s)")
 
 
@@ -551,9 +584,12 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from onnxport.variants.inspection import inspect_export
+    from onnxport.variants.inspection import dtype_summary, inspect_export
 
     print("\n\n".join(graph.format() for graph in inspect_export(args.model_dir)))
+    summary = dtype_summary(args.model_dir)
+    if summary:
+        print(f"\n{summary}")
     return EXIT_OK
 
 

@@ -8,8 +8,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from onnxport.errors import (
     first_line,
 )
 from onnxport.exporters import load, modality
+from onnxport.exporters import sentence_transformers as st
 from onnxport.exporters.adapters import ADAPTERS
 from onnxport.exporters.capture import DEFAULT_OPSET, capture, check_opset
 from onnxport.exporters.dummy import (
@@ -34,6 +35,9 @@ from onnxport.exporters.dummy import (
     trace_shape,
     validation_shapes,
 )
+from onnxport.exporters.genai import add_genai_config
+from onnxport.exporters.genai import check_support as check_genai_support
+from onnxport.exporters.layouts import apply_layout, check_layout
 from onnxport.exporters.postprocess import (
     EXTERNAL_DATA_FILE,
     ONNX_FILE,
@@ -45,7 +49,22 @@ from onnxport.exporters.postprocess import (
 )
 from onnxport.exporters.spec import ExportSpec, default_input_names, derive_spec, example_inputs
 from onnxport.exporters.validate import ValidationReport, validate
-from onnxport.tasks import TASKS, Task, check_task_for, get_task, infer_task, resolve_task
+from onnxport.layout import (
+    LIBRARY_SENTENCE_TRANSFORMERS,
+    LIBRARY_TRANSFORMERS,
+    META_ACTIVATION,
+    META_LIBRARY,
+    cross_encoder_activation,
+)
+from onnxport.tasks import (
+    BARE_TASK,
+    TASKS,
+    Task,
+    check_task_for,
+    get_task,
+    infer_task,
+    resolve_task,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +151,9 @@ def export(
     trust_remote_code: bool = False,
     revision: str | None = None,
     dtype: str = "fp32",
+    layout: str = "onnxport",
+    library: str | None = None,
+    genai: bool | None = None,
 ) -> ExportResult:
     """Export a Transformers model to `output_dir/model.onnx` and prove it matches PyTorch.
 
@@ -143,7 +165,19 @@ def export(
     image processor or feature extractor) are saved beside the graph so pipelines can load the
     folder; exported from a folder, its own are kept. `dtype` ("fp32", "fp16", "bf16") is the
     precision of the weights and the graph; a checkpoint is loaded directly in it, an
-    in-memory model must already be in it.
+    in-memory model must already be in it. `layout="transformers.js"` writes the graphs
+    under `output_dir/onnx/` with the names transformers.js loads (`model.onnx`, or
+    `encoder_model.onnx` + `decoder_model_merged.onnx`).
+
+    A folder with `modules.json` (or an in-memory `sentence_transformers.SentenceTransformer`)
+    is exported as a sentence-transformers model unless `library="transformers"`: a
+    SentenceTransformer's graph runs its whole pipeline (pooling, dense layers, normalization)
+    and returns `token_embeddings` and `sentence_embedding`; a CrossEncoder exports as
+    text-classification and records its activation function.
+
+    A text-generation export of an architecture onnxruntime-genai runs gets a
+    `genai_config.json` beside its graph; `genai=True` refuses the others in one line,
+    `genai=False` writes none.
 
     Example:
         >>> result = export("bert-folder/", "out/", task="question-answering")  # doctest: +SKIP
@@ -158,17 +192,21 @@ def export(
     if atol is not None and not atol > 0:
         raise ExportOptionError(f"--atol must be a positive number, not {atol}.", option="--atol")
     _check_dtype(dtype, device, validate_export)
+    check_layout(layout)
+    st.check_library(library)
     check_output_dir(output, force=force)
 
     loaded = load_for_export(
         model, task, revision=revision, trust_remote_code=trust_remote_code, dtype=dtype,
-        tokenizer=tokenizer,
+        tokenizer=tokenizer, library=library,
     )  # fmt: skip
     task_obj, torch_model, source = loaded.task, loaded.model, loaded.source
     source_name, tokenizer = loaded.source_name, loaded.tokenizer
     traced = trace_shape(batch_size, sequence_length, with_past=task_obj.with_past)
     torch_model = torch_model.to(device)
     config = torch_model.config
+    if genai:
+        check_genai_support(config.model_type, task_obj.name)
     _exportable_experts(torch_model)
     adapter = ADAPTERS.get(config.model_type)
     prepared = adapter.prepare_model(torch_model, task_obj.name)
@@ -190,11 +228,12 @@ def export(
         "task": task_obj.name, "opset": opset, "dtype": dtype, "device": device,
         "batch_size": batch_size, "sequence_length": sequence_length, "atol": atol,
         "validate": validate_export, "external_data": use_external, "revision": revision,
-        "trust_remote_code": trust_remote_code,
+        "trust_remote_code": trust_remote_code, "layout": layout, "library": loaded.library,
     }  # fmt: skip
     metadata = {
         "source": source_name, "task": task_obj.name, "opset": str(opset), "dtype": dtype,
         **_versions(), "export_options": json.dumps(options, sort_keys=True),
+        META_LIBRARY: loaded.library, **loaded.metadata,
     }  # fmt: skip
 
     reports: list[ValidationReport] = []
@@ -244,14 +283,27 @@ def export(
             source=source,
             generation_config=torch_model.generation_config if task_obj.with_past else None,
         )
-        files = sorted(p.name for p in staging.iterdir())
+        if loaded.library == LIBRARY_SENTENCE_TRANSFORMERS and source is not None:
+            st.copy_side_files(source, staging)
+        elif loaded.library == LIBRARY_SENTENCE_TRANSFORMERS:
+            st.write_side_files(torch_model, staging)
+        moved = apply_layout(
+            staging, [graph[0] for graph in graphs], layout,
+            encoder_decoder=task_obj.encoder_decoder,
+        )  # fmt: skip
+        add_genai_config(
+            staging, moved[graphs[-1][0]], config=config,
+            generation_config=getattr(torch_model, "generation_config", None), tokenizer=tokenizer,
+            task=task_obj.name, requested=genai,
+        )  # fmt: skip
+        files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
     seconds = time.perf_counter() - start
     if use_external:
         logger.info("Weights stored in %s beside the graph.", EXTERNAL_DATA_FILE)
     main_file, _, main_spec, _, _ = graphs[-1]
     return ExportResult(
         output_dir=output,
-        onnx_path=output / main_file,
+        onnx_path=output / moved[main_file],
         files=tuple(output / f for f in files),
         task=task_obj.name,
         spec=main_spec,
@@ -278,6 +330,8 @@ class LoadedModel:
     source: Path | None
     source_name: str
     tokenizer: Any | None
+    library: str = LIBRARY_TRANSFORMERS
+    metadata: Mapping[str, str] = field(default_factory=dict)  # recorded in every graph
 
 
 def load_for_export(
@@ -288,29 +342,48 @@ def load_for_export(
     trust_remote_code: bool = False,
     dtype: str = "fp32",
     tokenizer: Any | None = None,
+    library: str | None = None,
 ) -> LoadedModel:
     """Load a Hub id or folder for `task` (inferred when None), or check an in-memory model.
 
     A checkpoint is loaded directly in `dtype`; an in-memory model must already be in it.
     Its tokenizer is loaded too unless one is given (a warning when a text model has none).
+    A sentence-transformers folder is loaded as one unless `library="transformers"`.
     """
     torch_dtype = DTYPES[dtype]
     source: Path | None = None
+    kind: str | None = None
+    metadata: dict[str, str] = {}
+    if isinstance(model, torch.nn.Module) and st.is_bi_encoder(model):
+        embedder, own_tokenizer = st.wrap_bi_encoder(model, type(model).__name__, task)
+        _check_weights_dtype(embedder, dtype)
+        return LoadedModel(
+            embedder, get_task(BARE_TASK), None, embedder.source_name, tokenizer or own_tokenizer,
+            library=LIBRARY_SENTENCE_TRANSFORMERS,
+        )  # fmt: skip
     if isinstance(model, torch.nn.Module):
         task_obj = _task_of_model(model, task)
         torch_model: Any = model.eval()
-        if model_dtype(torch_model) != torch_dtype:
-            raise ExportOptionError(
-                f"The model's weights are {model_dtype(torch_model)}, not {dtype}: convert it "
-                f"first (model.to({torch_dtype})) or pass the dtype it has.",
-                option="--dtype",
-            )
+        _check_weights_dtype(torch_model, dtype)
         source_name = getattr(model.config, "_name_or_path", "") or type(model).__name__
     else:
         source_name = os.fspath(model)
         logger.info("Loading %s...", source_name)
         source = hub.resolve_model_path(model, revision=revision)
         config = hub.load_config(source, trust_remote_code=trust_remote_code)
+        kind = st.export_kind(source, library, task)
+        if kind == st.BI_ENCODER:
+            embedder, own_tokenizer = st.load_bi_encoder(
+                source, trust_remote_code=trust_remote_code, dtype=torch_dtype
+            )
+            return LoadedModel(
+                embedder, get_task(BARE_TASK), source, source_name, tokenizer or own_tokenizer,
+                library=LIBRARY_SENTENCE_TRANSFORMERS,
+            )  # fmt: skip
+        if kind == st.CROSS_ENCODER:
+            activation = cross_encoder_activation(source, trust_remote_code=trust_remote_code)
+            metadata = {META_ACTIVATION: activation}
+            task = task or "text-classification"
         task_obj = resolve_task(get_task(task), config.model_type) if task else infer_task(config)
         check_task_for(task_obj, config.model_type)
         if not task:
@@ -327,7 +400,22 @@ def load_for_export(
             tokenizer = load.load_tokenizer(
                 source, trust_remote_code=trust_remote_code, warn_missing=text
             )
+    if kind == st.CROSS_ENCODER:
+        return LoadedModel(
+            torch_model, task_obj, source, source_name, tokenizer,
+            library=LIBRARY_SENTENCE_TRANSFORMERS, metadata=metadata,
+        )  # fmt: skip
     return LoadedModel(torch_model, task_obj, source, source_name, tokenizer)
+
+
+def _check_weights_dtype(model: torch.nn.Module, dtype: str) -> None:
+    """An in-memory model must already be in the dtype asked for."""
+    if model_dtype(model) != DTYPES[dtype]:
+        raise ExportOptionError(
+            f"The model's weights are {model_dtype(model)}, not {dtype}: convert it "
+            f"first (model.to({DTYPES[dtype]})) or pass the dtype it has.",
+            option="--dtype",
+        )
 
 
 def _check_dtype(dtype: str, device: str, validate_export: bool) -> torch.dtype:

@@ -25,7 +25,7 @@ import numpy as np
 import onnxruntime as ort
 
 from onnxport.errors import ORTModelError, first_line
-from onnxport.layout import ONNX_FILE
+from onnxport.layout import DECODER_FILE, MERGED_DECODER_FILE, ONNX_FILE, graph_folder
 from onnxport.runtime.outputs import output_class, torch_loaded
 from onnxport.runtime.registry import CLASS_NAMES
 from onnxport.sessions import create_session
@@ -159,6 +159,7 @@ class ORTModel:
         *,
         export: bool = False,
         file_name: str | None = None,
+        subfolder: str = "",
         provider: str = "CPUExecutionProvider",
         providers: Sequence[str] | None = None,
         session_options: ort.SessionOptions | None = None,
@@ -167,6 +168,10 @@ class ORTModel:
         **export_kwargs: Any,
     ) -> Any:
         """Load an exported folder (or Hub repo), or export a PyTorch checkpoint on the fly.
+
+        The graph is `file_name` (default: the folder's one graph) in `subfolder`; without a
+        subfolder, a transformers.js folder's `onnx/` is found by itself. `config.json` is
+        read from the subfolder when it has one, else from the folder's root, as in optimum.
 
         Example:
             >>> model = ORTModelForSequenceClassification.from_pretrained("out/")  # doctest: +SKIP
@@ -195,10 +200,12 @@ class ORTModel:
             folder = hub.resolve_model_path(
                 model_id, revision=revision, allow_patterns=hub.ONNX_PATTERNS
             )
-        name = file_name or cls._find_onnx_file(folder)
+        name = cls._graph_name(folder, subfolder, file_name)
         path = folder / name
         if not path.is_file():
-            raise ORTModelError(f"No ONNX file '{name}' in '{folder}'.")
+            raise ORTModelError(f"No ONNX file '{name}' in '{folder}'; see `onnxport inspect`.")
+        if subfolder and (folder / subfolder / "config.json").is_file():
+            folder, name = folder / subfolder, Path(name).relative_to(subfolder).as_posix()
         config = hub.load_config(folder, trust_remote_code=trust_remote_code)
         chosen = list(providers) if providers else [provider]
         if session_options is None:
@@ -228,9 +235,26 @@ class ORTModel:
         raise ORTModelError(f"'{path}' was exported for {exported_task}, not {cls.task}: {hint}.")
 
     @classmethod
+    def _graph_name(cls, folder: Path, subfolder: str, file_name: str | None) -> str:
+        """The graph's path relative to `folder` (`model.onnx`, `onnx/model_q4.onnx`)."""
+        if subfolder:
+            graphs = folder / subfolder
+        elif file_name and (folder / file_name).is_file():
+            return Path(file_name).as_posix()
+        else:
+            graphs = graph_folder(folder)
+        name = file_name or cls._find_onnx_file(graphs)
+        return (graphs / name).relative_to(folder).as_posix()
+
+    @classmethod
     def _find_onnx_file(cls, folder: Path) -> str:
-        if (folder / cls.default_file).is_file():
-            return cls.default_file
+        # transformers.js names the one decoder graph `decoder_model_merged.onnx`.
+        defaults = [cls.default_file]
+        if cls.default_file == DECODER_FILE:
+            defaults.append(MERGED_DECODER_FILE)
+        for default in defaults:
+            if (folder / default).is_file():
+                return default
         found = sorted(p.name for p in folder.glob("*.onnx"))
         if len(found) == 1:
             return found[0]
@@ -250,6 +274,8 @@ class ORTModel:
         for item in self.model_dir.iterdir():
             if item.is_file():
                 shutil.copy2(item, target / item.name)
+            elif item.is_dir() and not item.name.startswith("."):  # a transformers.js onnx/
+                shutil.copytree(item, target / item.name, dirs_exist_ok=True)
         return target
 
     # --- running ----------------------------------------------------------------------------

@@ -124,12 +124,11 @@ class ORTGenerativeModel(ORTModel, GenerationMixin):
 
     def _new_cache(self, outputs: dict[str, np.ndarray], config: Any) -> DynamicCache:
         cache = DynamicCache(config=config) if config is not None else DynamicCache()
+        # present.<i>.key, present.<i>.value in layer order (`.decoder.` in transformers.js'
+        # names for an encoder-decoder's self-attention).
         for layer in range(len(self._present_names) // 2):
-            cache.update(
-                torch.from_numpy(outputs[f"present.{layer}.key"]),
-                torch.from_numpy(outputs[f"present.{layer}.value"]),
-                layer,
-            )
+            key, value = self._present_names[2 * layer : 2 * layer + 2]
+            cache.update(torch.from_numpy(outputs[key]), torch.from_numpy(outputs[value]), layer)
         return cache
 
     def _run_step(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -302,7 +301,7 @@ class _ORTEncoderDecoder(ORTGenerativeModel):
         # encoder_model_O2.onnx.
         encoder_name = encoder_file_for(file_name)
         if encoder_name == file_name:
-            encoder_name = ENCODER_FILE
+            encoder_name = str(Path(file_name).with_name(ENCODER_FILE).as_posix())
         encoder_path = Path(model_dir) / encoder_name
         if not encoder_path.is_file():
             raise ORTModelError(f"No {encoder_name} beside {file_name} in '{model_dir}'.")

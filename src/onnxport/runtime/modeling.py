@@ -6,6 +6,7 @@ import functools
 import typing
 from typing import Any
 
+from onnxport.layout import TOKEN_EMBEDDINGS
 from onnxport.runtime.base import ORTModel
 from onnxport.runtime.outputs import OUTPUT_FIELDS, graph_output_class, output_class, torch_loaded
 
@@ -17,6 +18,11 @@ class ORTModelForFeatureExtraction(ORTModel):
     output_class_name = "BaseModelOutput"
 
     def _wrap(self, outputs: dict[str, Any]) -> Any:
+        if TOKEN_EMBEDDINGS in outputs and "last_hidden_state" not in outputs:
+            # A sentence-transformers graph: its token embeddings are the transformer's last
+            # hidden state (what pipelines read first), beside the pooled sentence embedding.
+            outputs = {"last_hidden_state": outputs.pop(TOKEN_EMBEDDINGS), **outputs}
+            return graph_output_class(tuple(outputs))(**outputs)
         if "pooler_output" in outputs:
             return output_class("BaseModelOutputWithPooling")(**outputs)
         if set(outputs) <= set(OUTPUT_FIELDS["BaseModelOutput"]):

@@ -20,6 +20,7 @@ from typing import Any
 
 from onnxport import hub
 from onnxport.errors import ORTModelError, TaskError
+from onnxport.layout import graph_folder
 from onnxport.runtime.base import ORTModel
 from onnxport.runtime.numpy_pipelines import NUMPY_PIPELINE_TASKS
 from onnxport.runtime.registry import ORT_MODEL_CLASSES
@@ -176,7 +177,7 @@ def _load_model(
         return model, resolve_task(task_obj, model.config.model_type)
     folder = Path(model)
     if export is None:
-        export = not (folder.is_dir() and any(folder.glob("*.onnx")))
+        export = not (folder.is_dir() and any(graph_folder(folder).glob("*.onnx")))
     if folder.is_dir():  # speech recognition: CTC or encoder-decoder, by architecture
         task_obj = resolve_task(task_obj, hub.load_config(folder).model_type)
     model_class = ORT_MODEL_CLASSES[task_obj.name]

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from onnxport.errors import BenchmarkError, VariantError, first_line
+from onnxport.layout import graph_folder
 from onnxport.runtime.registry import GENERATIVE_TASKS
 from onnxport.sessions import CPU, create_session
 
@@ -133,11 +134,15 @@ def _drift(reference: np.ndarray, other: np.ndarray) -> tuple[float, float]:
 
 
 def _variants(folder: Path, names: list[str] | None) -> list[str]:
-    found = sorted(p.name for p in folder.glob("*.onnx"))
+    """The graphs to time, relative to `folder` (`model.onnx`, `onnx/model_q4.onnx`)."""
+    found = sorted(p.relative_to(folder).as_posix() for p in graph_folder(folder).glob("*.onnx"))
     if not found:
         raise VariantError(f"No .onnx file in '{folder}'; export one with `onnxport export onnx`.")
     if names is None:
-        return sorted(found, key=lambda n: (n != "model.onnx", n))
+        return sorted(found, key=lambda n: (Path(n).name != "model.onnx", n))
+    base = graph_folder(folder).relative_to(folder).as_posix()
+    if base != ".":  # `--variants model_q4.onnx` in a transformers.js folder
+        names = [n if n in found else f"{base}/{n}" for n in names]
     missing = [n for n in names if n not in found]
     if missing:
         raise VariantError(

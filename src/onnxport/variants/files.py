@@ -2,8 +2,10 @@
 
 A folder keeps the export (`model.onnx`, or `encoder_model.onnx` + `decoder_model.onnx`) and
 gains variants beside it under clear names (`model_O2.onnx`, `model_int8.onnx`, ...), which
-`ORTModelFor*.from_pretrained(folder, file_name=...)` loads. New files are written into a
-staging folder and moved into place only once every one of them is complete.
+`ORTModelFor*.from_pretrained(folder, file_name=...)` loads; in the transformers.js layout
+they go into `onnx/` beside its graphs, named by transformers.js' dtype suffixes. New files
+are written into a staging folder and moved into place only once every one of them is
+complete.
 """
 
 from __future__ import annotations
@@ -30,6 +32,24 @@ from onnxport.layout import (  # noqa: F401  (re-exported for the variant stages
 )
 
 
+def link_tree(sources: list[Path], work: Path) -> None:
+    """Fill `work` with links to every file under `sources`, later sources shadowing earlier.
+
+    Files keep their place relative to their source (`onnx/model.onnx` stays in `onnx/`);
+    hidden folders (a staging folder inside its target) and `work` itself are skipped.
+    """
+    for source in sources:
+        for item in list(source.rglob("*")):
+            relative = item.relative_to(source)
+            hidden = any(part.startswith(".") for part in relative.parts[:-1])
+            if not item.is_file() or hidden or work in item.parents:
+                continue
+            link = work / relative
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.unlink(missing_ok=True)
+            link.symlink_to(item.resolve())
+
+
 def base_graphs(folder: Path) -> tuple[str, ...]:
     """The fp32 graphs onnxport exported into `folder`, in the order they run."""
     if not folder.is_dir():
@@ -38,13 +58,15 @@ def base_graphs(folder: Path) -> tuple[str, ...]:
     if found is None:
         raise VariantError(
             f"No exported model in '{folder}' (expected model.onnx, or encoder_model.onnx and "
-            "decoder_model.onnx). Export one first with `onnxport export onnx`."
+            "decoder_model.onnx, at its root or in onnx/). Export one first with `onnxport "
+            "export onnx`."
         )
     return found
 
 
 def save_graph(model: onnx.ModelProto, path: Path) -> None:
     """Save `model`; its weights go to `<name>.data` beside it when protobuf cannot hold them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     if model.ByteSize() > EXTERNAL_DATA_THRESHOLD:
         onnx.save(
             model,
@@ -70,6 +92,8 @@ def publish(folder: Path, output_dir: Path | None, *, force: bool = False) -> It
             for item in folder.iterdir():
                 if item.is_file():
                     shutil.copy2(item, staging / item.name)
+                elif item.is_dir() and not item.name.startswith("."):
+                    shutil.copytree(item, staging / item.name)
             yield staging
         return
     if not os.access(folder, os.W_OK):
@@ -81,7 +105,9 @@ def publish(folder: Path, output_dir: Path | None, *, force: bool = False) -> It
     staging = Path(tempfile.mkdtemp(prefix=".variants.", suffix=".partial", dir=folder))
     try:
         yield staging
-        for item in sorted(staging.iterdir()):
-            os.replace(item, folder / item.name)
+        for item in sorted(p for p in staging.rglob("*") if p.is_file()):
+            destination = folder / item.relative_to(staging)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(item, destination)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 import onnx
 
 from onnxport.errors import ModelFileError, ModelNotFoundError, first_line
+from onnxport.layout import graph_folder, transformers_js_dtypes
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def inspect_export(path: str | Path) -> list[GraphInfo]:
     if target.is_file():
         files = [target]
     elif target.is_dir():
-        files = sorted(target.glob("*.onnx"))
+        files = sorted(graph_folder(target).glob("*.onnx"))
         if not files:
             raise ModelNotFoundError(
                 f"No .onnx file in '{target}'; export one with `onnxport export onnx`.",
@@ -87,6 +88,20 @@ def inspect_export(path: str | Path) -> list[GraphInfo]:
     else:
         raise ModelNotFoundError(f"'{target}' does not exist.", model=str(target))
     return [_describe(file) for file in files]
+
+
+def dtype_summary(folder: str | Path) -> str | None:
+    """The line naming the dtypes a transformers.js folder offers (None for other folders).
+
+    `fp32 (onnx/model.onnx), q4 (onnx/model_q4.onnx)`: what `dtype:` selects in
+    transformers.js' `from_pretrained` or `pipeline`.
+    """
+    target = Path(folder)
+    offered = transformers_js_dtypes(target) if target.is_dir() else {}
+    if not offered:
+        return None
+    listed = ", ".join(f"{dtype} ({name})" for dtype, name in offered.items())
+    return f"transformers.js layout; dtypes offered: {listed}"
 
 
 def _describe(path: Path) -> GraphInfo:

@@ -27,7 +27,14 @@ import onnx
 
 from onnxport.errors import OnnxportError, OptimizationError, VariantError, first_line
 from onnxport.sessions import CPU, create_session
-from onnxport.variants.files import base_graphs, encoder_file_for, publish, save_graph, variant_file
+from onnxport.variants.files import (
+    base_graphs,
+    encoder_file_for,
+    link_tree,
+    publish,
+    save_graph,
+    variant_file,
+)
 from onnxport.variants.guard import AccuracyReport, compare, read_texts
 
 logger = logging.getLogger(__name__)
@@ -381,11 +388,7 @@ def _guard(
     """Compare in a scratch folder holding both graphs and the side files."""
     with tempfile.TemporaryDirectory(prefix="onnxport-guard-", dir=staging) as scratch:
         work = Path(scratch)
-        for source in (folder, staging):  # new files shadow old ones of the same name
-            for item in source.iterdir():
-                if item.is_file():
-                    (work / item.name).unlink(missing_ok=True)
-                    (work / item.name).symlink_to(item.resolve())
+        link_tree([folder, staging], work)  # new files shadow old ones of the same name
         return compare(work, reference, candidate, texts=texts)
 
 

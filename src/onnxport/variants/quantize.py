@@ -17,6 +17,7 @@ is met; if even that fails, `QuantizationError` says so and nothing is written.
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import time
@@ -30,6 +31,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from onnxport.errors import QuantizationError, VariantError, first_line
+from onnxport.exporters.genai import GENAI_CONFIG, write_variant_config
 from onnxport.sessions import CPU, create_session
 from onnxport.variants.files import base_graphs, publish, save_graph, variant_file
 from onnxport.variants.guard import (
@@ -429,6 +431,8 @@ def quantize(
 ) -> QuantizationResult:
     """Write `<graph>_<mode>.onnx` beside each exported graph, guarded against the fp32 one.
 
+    Written to `output_dir`, a folder's `genai_config.json` is pointed at the variant there.
+
     Example:
         >>> result = quantize("out/", "int8-dynamic")  # doctest: +SKIP
         >>> result.accuracy.min_cosine >= 0.99  # doctest: +SKIP
@@ -450,7 +454,7 @@ def quantize(
     )  # fmt: skip
     tag = MODES[mode]
     target = Path(output_dir) if output_dir is not None else folder
-    single = graphs == ("model.onnx",)
+    single = len(graphs) == 1
     excluded: list[str] = []
     quantized = 0
     with publish(folder, None if output_dir is None else target, force=force) as staging:
@@ -476,8 +480,8 @@ def quantize(
             feeds: list[dict[str, Any]] = []
             activations: dict[str, list[np.ndarray]] = {}
             if single:
-                feeds = list(_sample_feeds(folder / "model.onnx", folder, calibration))
-                model = fused["model.onnx"]
+                feeds = list(_sample_feeds(folder / graphs[0], folder, calibration))
+                model = fused[graphs[0]]
                 inputs = sorted({n.input[0] for n in _matmuls(model)})
                 activations = collect_activations(model, feeds, inputs)
                 if smoothing and mode != "int4-weight-only":
@@ -511,7 +515,7 @@ def quantize(
                     break
                 if ranking is None:
                     logger.info("Below cosine %s: ranking MatMuls by sensitivity...", threshold)
-                    model = fused["model.onnx"]
+                    model = fused[graphs[0]]
                     if len(_matmuls(model)) <= END_TO_END_RANKING_LIMIT:
                         ranking = rank_end_to_end(model, feeds, mode)
                     else:
@@ -523,6 +527,8 @@ def quantize(
                 step = 1 if len(ranking) <= END_TO_END_RANKING_LIMIT else len(ranking) // 12
                 excluded += remaining[: max(1, step)]
             _check(report, threshold, mode, excluded)
+        in_place = target.resolve() == folder.resolve()
+        _genai_config(folder, staging, variant_file(graphs[-1], tag), in_place=in_place)
     return QuantizationResult(
         output_dir=target,
         mode=mode,
@@ -532,6 +538,28 @@ def quantize(
         quantized_nodes=quantized,
         seconds=time.perf_counter() - start,
     )
+
+
+def _genai_config(folder: Path, staging: Path, variant: str, *, in_place: bool) -> None:
+    """Point an output folder's genai_config.json at the variant, so genai loads it as it is.
+
+    The config names one decoder file. In place, the folder's config keeps running the fp32
+    graph (other tools may rely on it); an output folder is the variant's, so its copy of the
+    config is pointed at the variant.
+    """
+    source = folder / GENAI_CONFIG
+    if not source.is_file():
+        return
+    if in_place:
+        logger.info(
+            "%s still runs %s; pass an output folder to get one onnxruntime-genai runs %s in.",
+            GENAI_CONFIG,
+            json.loads(source.read_text())["model"]["decoder"]["filename"],
+            variant,
+        )
+        return
+    if write_variant_config(source, staging, variant) is not None:
+        logger.info("%s now runs %s.", GENAI_CONFIG, variant)
 
 
 def _check(report: AccuracyReport, threshold: float, mode: str, excluded: list[str]) -> None:
