@@ -1,39 +1,63 @@
-"""Generation speed: PyTorch generate() vs ORTModelForCausalLM.generate() on a ~100M Llama.
+"""Generation speed: PyTorch, onnxport and onnxruntime-genai on one random Llama checkpoint.
 
-Builds a random Llama-style model (no download), exports it with onnxport, then times greedy
-generation of 64 new tokens at batch 1 and batch 4 (left-padded prompts of different lengths).
-PyTorch and ONNX Runtime alternate run by run, so both see the same machine speed states; the
-script prints the median new-tokens-per-second of each and the median of the per-pair ratios,
-and checks that both produce identical tokens. The export's -O2 variant (`onnxport optimize`:
-rotary, RMSNorm and attention fusions) is timed in the same rotation.
+Builds a random Llama-style checkpoint (no download; default ~250M parameters, GQA 16/4 heads,
+16 layers), then times greedy generation of 64 new tokens:
 
-    python benchmarks/generate.py [--repeats 5] [--new-tokens 64] [--threads 2]
+- PyTorch eager `generate()`;
+- onnxport `ORTModelForCausalLM.generate()` on the export (fp32), its -O2 variant and its
+  int4 weight-only variant (`onnxport quantize --mode int4-weight-only`);
+- onnxruntime-genai (`og.Model`, its C++ loop) on the graphs its own model builder writes
+  from the same safetensors (fp32 and int4: GroupQueryAttention with a shared cache buffer,
+  fused rotary and RMSNorm, MatMulNBits), and on onnxport's fp32 export through the
+  genai_config.json onnxport writes.
+
+Batch 1 runs every contender; batch 4 (left-padded prompts of different lengths) runs
+PyTorch and onnxport (onnxruntime-genai's batching of unequal prompts is not compared).
+Contenders alternate run by run after one warm-up each, so all see the same machine speed
+states; the script prints median new tokens per second, the ratio to PyTorch and to
+onnxruntime-genai at the same precision (median of per-round ratios), and the share of
+greedy tokens equal to PyTorch's. onnxruntime-genai is installed into the running
+environment's extras (`pip install 'onnxport[genai]'`); without it those rows are skipped.
+
+    python benchmarks/generate.py [--repeats 5] [--new-tokens 64] [--threads 2] [--small]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 import transformers
 from transformers import LlamaConfig, LlamaForCausalLM
 
 import onnxport
+import onnxport.errors
 from onnxport.variants.optimize import optimize
+from onnxport.variants.quantize import quantize
+
+SIZES = {
+    # ~250M: the checkpoint issue 18 measured.
+    "default": {"hidden_size": 1024, "intermediate_size": 2816, "num_hidden_layers": 16,
+                "num_attention_heads": 16, "num_key_value_heads": 4, "vocab_size": 32000},
+    "small": {"hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 4,
+              "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 4096},
+}  # fmt: skip
 
 
-def build_model(folder: Path) -> LlamaForCausalLM:
+def build_model(folder: Path, size: str) -> LlamaForCausalLM:
+    """A random Llama saved with a byte-level BPE tokenizer (onnxruntime-genai reads BPE)."""
     config = LlamaConfig(
-        vocab_size=16384,
-        hidden_size=768,
-        intermediate_size=2048,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        num_key_value_heads=4,
+        **SIZES[size],
         max_position_embeddings=1024,
         tie_word_embeddings=False,
         pad_token_id=0,
@@ -43,7 +67,23 @@ def build_model(folder: Path) -> LlamaForCausalLM:
     torch.manual_seed(0)
     model = LlamaForCausalLM(config).eval()
     model.save_pretrained(folder)
+    _save_tokenizer(folder, config.vocab_size)
     return model
+
+
+def _save_tokenizer(folder: Path, vocab_size: int) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {f"<{i}>": i for i in range(3)}
+    for byte in range(256):
+        vocab[pre_tokenizers.ByteLevel.alphabet()[byte % 256]] = len(vocab)
+    vocab = dict(list(vocab.items())[:vocab_size])
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    fast = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token="<1>", eos_token="<2>", pad_token="<0>"
+    )
+    fast.save_pretrained(folder)
 
 
 def prompts(batch: int, vocab: int) -> dict[str, torch.Tensor]:
@@ -59,16 +99,72 @@ def prompts(batch: int, vocab: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": mask}
 
 
-def timed(
-    model: object, inputs: dict[str, torch.Tensor], new_tokens: int
-) -> tuple[float, torch.Tensor]:
-    settings = {
-        "max_new_tokens": new_tokens, "min_new_tokens": new_tokens, "do_sample": False,
-        "pad_token_id": 0,
-    }  # fmt: skip
-    start = time.perf_counter()
-    output = model.generate(**inputs, **settings)  # type: ignore[attr-defined]
-    return time.perf_counter() - start, output
+Runner = Callable[[dict[str, torch.Tensor], int], torch.Tensor]
+
+
+def transformers_runner(model: object) -> Runner:
+    """`generate()` of a PyTorch or onnxport model: greedy, exactly `new_tokens` new tokens."""
+
+    def run(inputs: dict[str, torch.Tensor], new_tokens: int) -> torch.Tensor:
+        settings = {
+            "max_new_tokens": new_tokens, "min_new_tokens": new_tokens, "do_sample": False,
+            "pad_token_id": 0,
+        }  # fmt: skip
+        output: torch.Tensor = model.generate(**inputs, **settings)  # type: ignore[attr-defined]
+        return output[:, inputs["input_ids"].shape[1] :]
+
+    return run
+
+
+def genai_runner(folder: Path, threads: int) -> Runner:
+    """onnxruntime-genai's own loop on `folder` (batch 1), greedy, `new_tokens` new tokens."""
+    import onnxruntime_genai as og
+
+    config = og.Config(str(folder))
+    options = {"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}
+    config.overlay(json.dumps(options))
+    model = og.Model(config)
+
+    def run(inputs: dict[str, torch.Tensor], new_tokens: int) -> torch.Tensor:
+        ids = inputs["input_ids"].numpy().astype(np.int32)
+        assert ids.shape[0] == 1, "onnxruntime-genai is compared at batch 1"
+        params = og.GeneratorParams(model)
+        total = ids.shape[1] + new_tokens
+        params.set_search_options(do_sample=False, max_length=total, min_length=total)
+        generator = og.Generator(model, params)
+        generator.append_tokens(ids)
+        while not generator.is_done():
+            generator.generate_next_token()
+        sequence = np.asarray(generator.get_sequence(0), dtype=np.int64)
+        return torch.from_numpy(sequence[ids.shape[1] :])[None]
+
+    return run
+
+
+def build_genai(checkpoint: Path, folder: Path, precision: str) -> Path | None:
+    """onnxruntime-genai's model builder on the checkpoint; None when it is not installed."""
+    if importlib.util.find_spec("onnxruntime_genai") is None:
+        return None
+    command = [
+        sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(checkpoint),
+        "-o", str(folder), "-p", precision, "-e", "cpu", "-c", str(folder.parent / "cache"),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        print(f"onnxruntime-genai builder ({precision}) failed:\n{done.stderr[-2000:]}")
+        return None
+    return folder
+
+
+def ratio(reference: list[float], other: list[float]) -> float:
+    """Median over rounds of reference time / other time (> 1: `other` is faster)."""
+    return statistics.median(r / o for r, o in zip(reference, other, strict=True))
+
+
+def agreement(reference: torch.Tensor, tokens: torch.Tensor) -> float:
+    """Share of greedy tokens equal to the reference's, position by position."""
+    width = min(reference.shape[1], tokens.shape[1])
+    return float((reference[:, :width] == tokens[:, :width]).float().mean())
 
 
 def main() -> None:
@@ -76,62 +172,92 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--small", action="store_true", help="a ~5M model, to try the script")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
 
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint, exported = Path(tmp) / "checkpoint", Path(tmp) / "onnx"
-        model = build_model(checkpoint)
+        root = Path(tmp)
+        checkpoint, exported = root / "checkpoint", root / "onnx"
+        model = build_model(checkpoint, "small" if args.small else "default")
         params = sum(p.numel() for p in model.parameters()) / 1e6
         start = time.perf_counter()
         result = onnxport.export(checkpoint, exported, task="text-generation")
         print(
             f"model: random Llama, {params:.0f}M parameters; export + validation "
-            f"{time.perf_counter() - start:.1f} s ({result.strategy}), "
-            f"validation passed: {result.validation is not None and result.validation.passed}"
+            f"{time.perf_counter() - start:.1f} s, validation passed: "
+            f"{result.validation is not None and result.validation.passed}"
         )
-        optimized = optimize(exported, 2)
-        print(f"-O2 fusions: {optimized.fusions}")
-        candidates = {
-            "ORT": onnxport.ORTModelForCausalLM.from_pretrained(exported),
-            "ORT O2": onnxport.ORTModelForCausalLM.from_pretrained(
-                exported, file_name="model_O2.onnx"
-            ),
+        try:
+            print(f"-O2 fusions: {optimize(exported, 2).fusions}")
+            optimized = True
+        except onnxport.errors.OptimizationError as err:  # reported, not hidden
+            print(f"-O2 failed on this checkpoint: {str(err)[:300]}")
+            optimized = False
+        int4 = quantize(exported, "int4-weight-only", root / "int4")
+        print(f"int4: {int4.quantized_nodes} MatMuls quantized, {len(int4.excluded)} kept fp32")
+
+        def ort(folder: Path, name: str = "model.onnx") -> Runner:
+            loaded = onnxport.ORTModelForCausalLM.from_pretrained(folder, file_name=name)
+            return transformers_runner(loaded)
+
+        contenders: dict[str, tuple[Runner, str | None]] = {
+            "PyTorch eager fp32": (transformers_runner(model), None),
+            "onnxport fp32": (ort(exported), "fp32"),
+            "onnxport int4": (ort(root / "int4", "model_int4.onnx"), "int4"),
         }
+        if optimized:
+            contenders["onnxport O2"] = (ort(exported, "model_O2.onnx"), "fp32")
+        genai: dict[str, str] = {}  # precision -> the genai row compared against
+        for precision in ("fp32", "int4"):
+            built = build_genai(checkpoint, root / f"genai-{precision}", precision)
+            if built is not None:
+                name = f"onnxruntime-genai {precision}"
+                contenders[name] = (genai_runner(built, args.threads), None)
+                genai[precision] = name
+        if genai:
+            contenders["onnxruntime-genai on onnxport fp32"] = (
+                genai_runner(exported, args.threads), None,
+            )  # fmt: skip
+        else:
+            print("onnxruntime-genai is not installed: pip install 'onnxport[genai]'")
 
         print(
-            f"{args.new_tokens} new tokens, greedy, {args.threads} threads, "
-            f"{args.repeats} alternating runs after one warm-up each"
+            f"\n{args.new_tokens} new tokens, greedy, {args.threads} threads, "
+            f"{args.repeats} alternating rounds after one warm-up each\n"
         )
         print(
-            f"{'batch':>5}  {'runtime':<7}  {'PyTorch tok/s':>13}  {'ORT tok/s':>10}  "
-            f"{'ORT/PyTorch':>11}  same tokens"
+            "| batch | runtime | tokens/s | × PyTorch | × onnxruntime-genai (same precision) "
+            "| tokens equal to PyTorch's |\n|---|---|---|---|---|---|"
         )
         for batch in (1, 4):
             inputs = prompts(batch, model.config.vocab_size)
-            timed(model, inputs, 4)
-            for candidate in candidates.values():
-                timed(candidate, inputs, 4)
-            torch_rates: list[float] = []
-            rates: dict[str, list[float]] = {name: [] for name in candidates}
-            ratios: dict[str, list[float]] = {name: [] for name in candidates}
-            same = dict.fromkeys(candidates, True)
-            produced = batch * args.new_tokens
+            running = {
+                name: runner
+                for name, (runner, _) in contenders.items()
+                if batch == 1 or "genai" not in name
+            }
+            for runner in running.values():
+                runner(inputs, 4)
+            seconds: dict[str, list[float]] = {name: [] for name in running}
+            tokens: dict[str, torch.Tensor] = {}
             for _ in range(args.repeats):
-                torch_seconds, torch_tokens = timed(model, inputs, args.new_tokens)
-                torch_rates.append(produced / torch_seconds)
-                for name, candidate in candidates.items():
-                    seconds, tokens = timed(candidate, inputs, args.new_tokens)
-                    rates[name].append(produced / seconds)
-                    ratios[name].append(torch_seconds / seconds)
-                    same[name] = same[name] and torch.equal(torch_tokens, tokens)
-            for name in candidates:
+                for name, runner in running.items():
+                    start = time.perf_counter()
+                    tokens[name] = runner(inputs, args.new_tokens)
+                    seconds[name].append(time.perf_counter() - start)
+            produced = batch * args.new_tokens
+            reference = tokens["PyTorch eager fp32"]
+            for name in running:
+                rate = statistics.median(produced / s for s in seconds[name])
+                vs_torch = ratio(seconds["PyTorch eager fp32"], seconds[name])
+                peer = genai.get(contenders[name][1] or "")
+                vs_genai = f"{ratio(seconds[peer], seconds[name]):.2f}" if peer in seconds else "-"
                 print(
-                    f"{batch:>5}  {name:<7}  {statistics.median(torch_rates):>13.1f}  "
-                    f"{statistics.median(rates[name]):>10.1f}  "
-                    f"{statistics.median(ratios[name]):>10.2f}x  {'yes' if same[name] else 'NO'}"
+                    f"| {batch} | {name} | {rate:.1f} | {vs_torch:.2f} | {vs_genai} | "
+                    f"{agreement(reference, tokens[name]):.0%} |"
                 )
 
 

@@ -58,9 +58,12 @@ def test_runtime_process_needs_far_less_memory_than_one_with_torch(fixtures: Pat
     assert not runtime_loaded
     assert torch_loaded
     print(f"peak RSS: runtime {runtime_rss // 1024} MiB, with torch {torch_rss // 1024} MiB")
-    # Measured here: 324 MiB against 559 MiB (0.58). The goal was under half; what remains is
-    # ONNX Runtime's own (the session holds ~113 MiB for 91 MB of weights, its activation
-    # arena ~100 MiB at batch 16) plus transformers' tokenizer stack (~40 MiB). The bound
-    # below keeps the saving that matters (torch's ~235 MiB) from silently coming back.
-    assert runtime_rss < 0.65 * torch_rss, (runtime_rss, torch_rss)
+    # Measured here: 324 MiB against 559 MiB (0.58) on 2026-12-01; 320-322 MiB against
+    # 488-503 MiB (0.64-0.66) on 2026-12-02 in a freshly built full environment, with the code
+    # of either day (the torch side shrank; the runtime did not grow). The goal was under half;
+    # what remains is ONNX Runtime's own (the session holds ~113 MiB for 91 MB of weights, its
+    # activation arena ~100 MiB at batch 16) plus transformers' tokenizer stack (~40 MiB). The
+    # bounds keep the saving that matters (torch's ~170-235 MiB) from silently coming back: a
+    # runtime that imported torch again would sit near a ratio of 1.
+    assert runtime_rss < 0.7 * torch_rss, (runtime_rss, torch_rss)
     assert torch_rss - runtime_rss > 150 * 1024, (runtime_rss, torch_rss)

@@ -132,7 +132,11 @@ def test_every_registered_adapter_is_exercised_by_the_sample() -> None:
     assert set(ADAPTERS.registered()) - sampled == set()
 
 
-@pytest.mark.parametrize("part", range(4))
+# A quarter of the sample runs in `make test`, the rest with `make test-slow`: the whole sample
+# took 11 CPU-minutes of the default suite.
+@pytest.mark.parametrize(
+    "part", [0, *(pytest.param(part, marks=pytest.mark.slow) for part in range(1, 4))]
+)
 def test_sample_pairs_pass(part: int) -> None:
     pairs = SAMPLE[part::4]
     results = run_matrix(pairs, jobs=1, timeout=300, memory_gb=8, chunk=len(pairs))
