@@ -27,9 +27,13 @@ from onnxport.extras import missing
 from onnxport.testing import tiny_config, tiny_model
 from test_errors import assert_nothing_written, assert_one_error_line, run_cli
 
-pytestmark = pytest.mark.skipif(
-    bool(missing("genai")), reason="the genai extra is not installed: pip install 'onnxport[genai]'"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        bool(missing("genai")),
+        reason="the genai extra is not installed: pip install 'onnxport[genai]'",
+    ),
+    pytest.mark.xdist_group("genai"),  # one worker builds the module's exports once
+]
 
 PROMPT = "the quick brown fox jumps over"
 NEW_TOKENS = 20

@@ -64,6 +64,10 @@ def _outputs(path: Path) -> list[str]:
     return [o.name for o in onnx.load(str(path), load_external_data=False).graph.output]
 
 
+# One xdist worker builds the module's models and exports once (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("sentence-transformers")
+
+
 # --- the real MiniLM ----------------------------------------------------------------------
 
 

@@ -32,6 +32,8 @@ from onnxport.cli.main import main
 from onnxport.testing import save_tiny_checkpoint
 from onnxport.variants.quantize import quantize
 
+# One xdist worker builds the module's folders once (make test runs --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("transformers-js")
 JS_DIR = Path(__file__).parent / "js"
 # (folder name, model type, task, seed); the seeds give greedy paths that are not one token
 # repeated and that differ between the two rows of the batch.
