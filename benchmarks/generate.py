@@ -67,17 +67,18 @@ def build_model(folder: Path, size: str) -> LlamaForCausalLM:
     torch.manual_seed(0)
     model = LlamaForCausalLM(config).eval()
     model.save_pretrained(folder)
-    _save_tokenizer(folder, config.vocab_size)
+    _save_tokenizer(folder)
     return model
 
 
-def _save_tokenizer(folder: Path, vocab_size: int) -> None:
+def _save_tokenizer(folder: Path) -> None:
     from tokenizers import Tokenizer, models, pre_tokenizers
 
+    # Every byte has a token (sorted: the alphabet comes back in hash order), so no text
+    # tokenizes to nothing; ids past the 259 used are never produced by the tokenizer.
     vocab = {f"<{i}>": i for i in range(3)}
-    for byte in range(256):
-        vocab[pre_tokenizers.ByteLevel.alphabet()[byte % 256]] = len(vocab)
-    vocab = dict(list(vocab.items())[:vocab_size])
+    for char in sorted(pre_tokenizers.ByteLevel.alphabet()):
+        vocab[char] = len(vocab)
     tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     fast = transformers.PreTrainedTokenizerFast(
