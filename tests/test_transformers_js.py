@@ -71,7 +71,9 @@ def run_transformers_js(root: Path, cases: list[dict[str, Any]]) -> list[dict[st
     return list(json.loads(done.stdout))
 
 
-@pytest.fixture(scope="module")
+# Session scope: a module fixture is rebuilt whenever the worker runs another module's test
+# in between, and --dist loadgroup interleaves them.
+@pytest.fixture(scope="session")
 def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
     """name -> (PyTorch checkpoint, transformers.js export), with int8 / q4 variants."""
     root = tmp_path_factory.mktemp("transformers-js")
