@@ -78,21 +78,23 @@ _SIGMOID = "torch.nn.modules.activation.Sigmoid"
 _IDENTITY = "torch.nn.modules.linear.Identity"
 
 
+def _load_json(path: Path) -> Any:
+    """The JSON value in `path`; None when the file is missing or unreadable."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON object from `path`; {} when the file is missing or holds something else."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    data = _load_json(path)
     return data if isinstance(data, dict) else {}
 
 
 def sentence_transformers_modules(folder: Path) -> list[dict[str, Any]]:
     """The entries of a sentence-transformers folder's `modules.json`, in order ([] if none)."""
-    try:
-        data = json.loads((folder / ST_MODULES_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
+    data = _load_json(folder / ST_MODULES_FILE)
     return [entry for entry in data if isinstance(entry, dict)] if isinstance(data, list) else []
 
 
@@ -102,9 +104,9 @@ def sentence_transformers_type(folder: Path) -> str | None:
     A folder is one when it holds `modules.json`, or (cross-encoders saved before
     sentence-transformers 5) a sequence-classification config.json carrying its keys.
     """
-    config = read_json(folder / "config.json")
     if (folder / ST_MODULES_FILE).is_file():
         return str(read_json(folder / ST_CONFIG_FILE).get("model_type") or ST_BI_ENCODER)
+    config = read_json(folder / "config.json")
     architectures = config.get("architectures") or [""]
     legacy = {"sentence_transformers", "sbert_ce_default_activation_function"} & set(config)
     if legacy and str(architectures[0]).endswith("ForSequenceClassification"):
