@@ -82,7 +82,12 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
         help="task head to export (default: inferred from the "
         "checkpoint, else the bare model); see `onnxport tasks`",
     )
-    parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default: 18)")
+    parser.add_argument(
+        "--opset",
+        type=int,
+        default=None,
+        help="ONNX opset (default: 23 for graphs with a key/value cache, else 18)",
+    )
     parser.add_argument(
         "--atol",
         type=_positive_float,

@@ -26,7 +26,8 @@ from onnxport.errors import (
 from onnxport.exporters import load, modality
 from onnxport.exporters import sentence_transformers as st
 from onnxport.exporters.adapters import ADAPTERS
-from onnxport.exporters.capture import DEFAULT_OPSET, capture, check_opset
+from onnxport.exporters.capture import capture, check_opset, default_opset
+from onnxport.exporters.fuse_cache import fold_cache_into_attention
 from onnxport.exporters.dummy import (
     HEIGHT,
     WIDTH,
@@ -140,7 +141,7 @@ def export(
     *,
     tokenizer: Any | None = None,
     processor: Any | None = None,
-    opset: int = DEFAULT_OPSET,
+    opset: int | None = None,
     atol: float | None = None,
     device: str = "cpu",
     batch_size: int = 2,
@@ -187,7 +188,8 @@ def export(
     """
     start = time.perf_counter()
     output = Path(output_dir)
-    check_opset(opset)
+    if opset is not None:
+        check_opset(opset)
     providers = _check_device(device)
     if atol is not None and not atol > 0:
         raise ExportOptionError(f"--atol must be a positive number, not {atol}.", option="--atol")
@@ -203,6 +205,8 @@ def export(
     task_obj, torch_model, source = loaded.task, loaded.model, loaded.source
     source_name, tokenizer = loaded.source_name, loaded.tokenizer
     traced = trace_shape(batch_size, sequence_length, with_past=task_obj.with_past)
+    if opset is None:
+        opset = default_opset(task_obj.with_past)
     torch_model = torch_model.to(device)
     config = torch_model.config
     if genai:
@@ -477,6 +481,9 @@ def _capture_and_validate(
     captured = capture(
         module, spec, example, opset=opset, path=onnx_path, external_data=external_data
     )
+    if spec.decoder is not None:
+        folded = fold_cache_into_attention(onnx_path)
+        logger.info("The key/value cache went into %d Attention nodes.", folded)
     extra = {}
     if spec.decoder and spec.decoder.max_total_length:
         extra["max_total_length"] = str(spec.decoder.max_total_length)

@@ -122,13 +122,25 @@ class ORTGenerativeModel(ORTModel, GenerationMixin):
             for name, tensor in zip(self._past_names, tensors, strict=True)
         }
 
-    def _new_cache(self, outputs: dict[str, np.ndarray], config: Any) -> DynamicCache:
-        cache = DynamicCache(config=config) if config is not None else DynamicCache()
-        # present.<i>.key, present.<i>.value in layer order (`.decoder.` in transformers.js'
-        # names for an encoder-decoder's self-attention).
-        for layer in range(len(self._present_names) // 2):
-            key, value = self._present_names[2 * layer : 2 * layer + 2]
-            cache.update(torch.from_numpy(outputs[key]), torch.from_numpy(outputs[value]), layer)
+    def _store_cache(self, cache: Any, outputs: dict[str, np.ndarray]) -> DynamicCache:
+        """The graph's present tensors as the cache's contents, without copying them.
+
+        As transformers' own models do, the cache passed in is updated in place and carries
+        on (no new cache object per step); its layers hold torch views of ORT's arrays, which
+        the next step feeds back as they are. `present.<i>.key`, `present.<i>.value` come in
+        layer order (`.decoder.` in transformers.js' names for an encoder-decoder).
+        """
+        tensors = [torch.from_numpy(outputs[name]) for name in self._present_names]
+        count = len(tensors) // 2
+        if not isinstance(cache, DynamicCache) or len(cache.layers) not in (0, count):
+            cache = DynamicCache()
+        if not cache.layers:  # a cache without a config grows one layer per update
+            for layer in range(count):
+                cache.update(tensors[2 * layer][..., :0, :], tensors[2 * layer + 1][..., :0, :], layer)
+        for layer, key, value in zip(cache.layers, tensors[0::2], tensors[1::2], strict=True):
+            if not layer.is_initialized:
+                layer.lazy_initialization(key, value)
+            layer.keys, layer.values = key, value
         return cache
 
     def _run_step(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -194,7 +206,7 @@ class ORTModelForCausalLM(ORTGenerativeModel):
         feed.update(self._past_feed(cache, batch))
         outputs = self._run_step(feed)
         logits = outputs["logits"]
-        new_cache = self._new_cache(outputs, self.config) if use_cache is not False else None
+        new_cache = self._store_cache(cache, outputs) if use_cache is not False else None
         result: Any = logits if not use_torch else torch.from_numpy(logits)
         return CausalLMOutputWithPast(logits=result, cache=new_cache)
 
@@ -355,7 +367,11 @@ class _ORTEncoderDecoder(ORTGenerativeModel):
         outputs = self._run_step(feed)
         new_cache = None
         if use_cache is not False:
-            new_cache = EncoderDecoderCache(self._new_cache(outputs, None), DynamicCache())
+            if isinstance(cache, EncoderDecoderCache):
+                cache.self_attention_cache = self._store_cache(cache.self_attention_cache, outputs)
+                new_cache = cache
+            else:
+                new_cache = EncoderDecoderCache(self._store_cache(None, outputs), DynamicCache())
         return Seq2SeqLMOutput(
             logits=torch.from_numpy(outputs["logits"]),
             cache=new_cache,
