@@ -34,16 +34,17 @@ def test_generation_export_carries_the_cache_in_attention(model_type: str, expor
         past = name.replace("present.", "past_key_values.")
         assert past in node.input
         for key in node.input[1:3]:  # new keys/values go in per kv head: no repeat_kv copy
-            assert producers[key].op_type != "Reshape" or producers[
-                producers[key].input[0]
-            ].op_type != "Expand"
+            assert (
+                producers[key].op_type != "Reshape"
+                or producers[producers[key].input[0]].op_type != "Expand"
+            )
 
 
 def _unfolded(folder: Path) -> onnx.ModelProto:
     """The same graph with the fold undone: past and new keys concatenated outside."""
     model = _load(folder)
     graph = model.graph
-    for index, node in enumerate(list(graph.node)):
+    for _index, node in enumerate(list(graph.node)):
         if node.op_type != "Attention" or len(node.input) < 6:
             continue
         q, k, v, mask, past_k, past_v = node.input[:6]

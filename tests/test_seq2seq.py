@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 import onnxport
-from model_table import SEQ2SEQ_CASES
+from model_table import SEQ2SEQ_CASES, SEQ2SEQ_SLOW_CASES
 from onnxport.cli.main import main
 from onnxport.coverage.support import TESTED_SEQ2SEQ
 from onnxport.runtime.text2text_pipeline import pipeline_class
@@ -21,6 +21,18 @@ def test_table_covers_every_tested_seq2seq_model() -> None:
 
 @pytest.mark.parametrize("model_type", sorted(SEQ2SEQ_CASES))
 def test_export_and_generation_parity(model_type: str, checkpoint, exported) -> None:
+    _check_parity(SEQ2SEQ_CASES[model_type], checkpoint, exported)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_type", sorted(SEQ2SEQ_SLOW_CASES))
+def test_more_encoder_decoders_generate_like_pytorch(model_type: str, checkpoint, exported) -> None:
+    _check_parity(SEQ2SEQ_SLOW_CASES[model_type], checkpoint, exported)
+
+
+def _check_parity(case, checkpoint, exported) -> None:
+    """Greedy tokens on a padded batch of two, and beam search, equal PyTorch's."""
+    model_type = case.model_type
     ckpt = checkpoint(model_type, "text2text-generation")
     folder = exported(model_type, "text2text-generation")
     assert {"encoder_model.onnx", "decoder_model.onnx"} <= {p.name for p in folder.iterdir()}
@@ -37,7 +49,7 @@ def test_export_and_generation_parity(model_type: str, checkpoint, exported) -> 
     generated = expected[:, 1:]
     pad = pt_model.generation_config.pad_token_id
     distinct = set(generated[generated != pad].tolist())
-    if "varied" not in SEQ2SEQ_CASES[model_type].xfail:  # the table says why where it is waived
+    if "varied" not in case.xfail:  # the table says why where it is waived
         assert len(distinct) >= 4, f"degenerate greedy path: {expected.tolist()}"
 
     beams = {"max_new_tokens": 8, "num_beams": 3, "do_sample": False}

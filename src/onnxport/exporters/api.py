@@ -27,7 +27,6 @@ from onnxport.exporters import load, modality
 from onnxport.exporters import sentence_transformers as st
 from onnxport.exporters.adapters import ADAPTERS
 from onnxport.exporters.capture import capture, check_opset, default_opset
-from onnxport.exporters.fuse_cache import fold_cache_into_attention
 from onnxport.exporters.dummy import (
     HEIGHT,
     WIDTH,
@@ -36,6 +35,7 @@ from onnxport.exporters.dummy import (
     trace_shape,
     validation_shapes,
 )
+from onnxport.exporters.fuse_cache import fold_cache_into_attention
 from onnxport.exporters.genai import add_genai_config
 from onnxport.exporters.genai import check_support as check_genai_support
 from onnxport.exporters.layouts import apply_layout, check_layout

@@ -87,7 +87,8 @@ def fold_cache(graph: onnx.GraphProto) -> int:
         if keys is None or values is None:
             continue
         mask = node.input[3] if len(node.input) > 3 else ""
-        inputs = [node.input[0], keys.input[1], values.input[1], mask, keys.input[0], values.input[0]]
+        q = node.input[0]
+        inputs = [q, keys.input[1], values.input[1], mask, keys.input[0], values.input[0]]
         del node.input[:]
         node.input.extend(inputs)
         node.output.extend([keys.output[0], values.output[0]])

@@ -136,7 +136,8 @@ class ORTGenerativeModel(ORTModel, GenerationMixin):
             cache = DynamicCache()
         if not cache.layers:  # a cache without a config grows one layer per update
             for layer in range(count):
-                cache.update(tensors[2 * layer][..., :0, :], tensors[2 * layer + 1][..., :0, :], layer)
+                key, value = tensors[2 * layer], tensors[2 * layer + 1]
+                cache.update(key[..., :0, :], value[..., :0, :], layer)
         for layer, key, value in zip(cache.layers, tensors[0::2], tensors[1::2], strict=True):
             if not layer.is_initialized:
                 layer.lazy_initialization(key, value)
