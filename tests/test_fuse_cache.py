@@ -44,7 +44,7 @@ def _unfolded(folder: Path) -> onnx.ModelProto:
     """The same graph with the fold undone: past and new keys concatenated outside."""
     model = _load(folder)
     graph = model.graph
-    for _index, node in enumerate(list(graph.node)):
+    for node in list(graph.node):
         if node.op_type != "Attention" or len(node.input) < 6:
             continue
         q, k, v, mask, past_k, past_v = node.input[:6]

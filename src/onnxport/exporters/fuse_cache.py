@@ -77,7 +77,7 @@ def fold_cache(graph: onnx.GraphProto) -> int:
         return node
 
     folded = 0
-    dead: list[onnx.NodeProto] = []
+    replaced: set[int] = set()  # the Concats whose present Attention now returns
     for node in graph.node:
         if node.op_type != "Attention" or node.domain not in ("", "ai.onnx"):
             continue
@@ -92,23 +92,38 @@ def fold_cache(graph: onnx.GraphProto) -> int:
         del node.input[:]
         node.input.extend(inputs)
         node.output.extend([keys.output[0], values.output[0]])
-        dead += [keys, values]
+        replaced |= {id(keys), id(values)}
         folded += 1
-    for node in dead:
-        graph.node.remove(node)
-    _remove_unused(graph)
+    if folded:
+        _keep_used(graph, replaced)
     return folded
 
 
-def _remove_unused(graph: onnx.GraphProto) -> None:
-    """Drop the nodes and constants nothing reads any more (repeat_kv's, left behind)."""
-    while True:
-        used = {name for node in graph.node for name in node.input}
-        used |= {value.name for value in graph.output}
-        unused = [node for node in graph.node if not any(o in used for o in node.output if o)]
-        if not unused:
-            break
-        for node in unused:
-            graph.node.remove(node)
-    for initializer in [i for i in graph.initializer if i.name not in used]:
-        graph.initializer.remove(initializer)
+def _keep_used(graph: onnx.GraphProto, replaced: set[int]) -> None:
+    """Drop `replaced` and every node and constant nothing reads any more (repeat_kv's).
+
+    One pass from the outputs back (the graph is topologically sorted), and each list rebuilt
+    once: a protobuf `remove` compares messages, weights included, to find the one to drop.
+    """
+    used = {value.name for value in graph.output}
+    kept = []
+    for node in reversed(graph.node):
+        if id(node) not in replaced and any(name in used for name in node.output if name):
+            kept.append(node)
+            used.update(_read_names(node))
+    kept.reverse()
+    del graph.node[:]
+    graph.node.extend(kept)
+    initializers = [init for init in graph.initializer if init.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+
+
+def _read_names(node: onnx.NodeProto) -> set[str]:
+    """What `node` reads, including outer names its subgraphs (If, Loop, Scan) read."""
+    names = set(node.input)
+    for attribute in node.attribute:
+        for graph in (attribute.g, *attribute.graphs):
+            for inner in graph.node:
+                names |= _read_names(inner)
+    return names
