@@ -25,6 +25,8 @@ from pathlib import Path
 
 import onnx
 
+from onnxport.exporters.postprocess import read_names
+
 # repeat_kv as torch.onnx writes it, from Attention's input back to the cache's Concat.
 _REPEAT_KV = ("Reshape", "Expand", "Unsqueeze")
 
@@ -110,20 +112,10 @@ def _keep_used(graph: onnx.GraphProto, replaced: set[int]) -> None:
     for node in reversed(graph.node):
         if id(node) not in replaced and any(name in used for name in node.output if name):
             kept.append(node)
-            used.update(_read_names(node))
+            used.update(read_names(node))
     kept.reverse()
     del graph.node[:]
     graph.node.extend(kept)
     initializers = [init for init in graph.initializer if init.name in used]
     del graph.initializer[:]
     graph.initializer.extend(initializers)
-
-
-def _read_names(node: onnx.NodeProto) -> set[str]:
-    """What `node` reads, including outer names its subgraphs (If, Loop, Scan) read."""
-    names = set(node.input)
-    for attribute in node.attribute:
-        for graph in (attribute.g, *attribute.graphs):
-            for inner in graph.node:
-                names |= _read_names(inner)
-    return names

@@ -169,3 +169,13 @@ def save_side_files(
             if (source / name).is_file() and not (folder / name).exists():
                 shutil.copy2(source / name, folder / name)
     return sorted(set(folder.iterdir()) - before)
+
+
+def read_names(node: Any) -> set[str]:
+    """What an ONNX `node` reads, including outer names its subgraphs (If, Loop, Scan) read."""
+    names = set(node.input)
+    for attribute in node.attribute:
+        for graph in (attribute.g, *attribute.graphs):
+            for inner in graph.node:
+                names |= read_names(inner)
+    return names

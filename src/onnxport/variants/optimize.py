@@ -26,6 +26,7 @@ from typing import Any
 import onnx
 
 from onnxport.errors import OnnxportError, OptimizationError, VariantError, first_line
+from onnxport.exporters.postprocess import read_names
 from onnxport.sessions import CPU, create_session
 from onnxport.variants.files import (
     base_graphs,
@@ -171,7 +172,7 @@ def fuse(
     )(graph)
     fused = ir.to_proto(graph)
     drop_unused_outputs(fused)
-    used = {name for node in fused.graph.node for name in node.input}
+    used = {name for node in fused.graph.node for name in read_names(node)}
     unused = [init for init in fused.graph.initializer if init.name not in used]
     for init in unused:  # left by rewrites; ONNX Runtime would warn about each on load
         fused.graph.initializer.remove(init)
@@ -184,7 +185,7 @@ def drop_unused_outputs(model: onnx.ModelProto) -> int:
     The fusions emit SkipLayerNormalization's mean, inverse std and sum outputs whether or
     not they are used; computing and writing them cost ~8% of MiniLM's latency at 1x128.
     """
-    used = {name for node in model.graph.node for name in node.input}
+    used = {name for node in model.graph.node for name in read_names(node)}
     used |= {output.name for output in model.graph.output}
     count = 0
     for node in model.graph.node:

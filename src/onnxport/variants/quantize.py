@@ -337,7 +337,8 @@ def _quantize_int8_dynamic(
             weight_type=QuantType.QInt8,
             nodes_to_quantize=include,
             nodes_to_exclude=exclude,
-            extra_options={"MatMulConstBOnly": True},
+            # EnableSubgraph: a seq2seq decoder's cross-attention projections sit in an If.
+            extra_options={"MatMulConstBOnly": True, "EnableSubgraph": True},
         )
         return onnx.load(str(target))
 
