@@ -27,7 +27,10 @@ from onnxport.exporters import load, modality
 from onnxport.exporters import sentence_transformers as st
 from onnxport.exporters.adapters import ADAPTERS
 from onnxport.exporters.capture import capture, check_opset, default_opset
+from onnxport.exporters.cross_cache import attach_cross_attention
 from onnxport.exporters.dummy import (
+    BATCH,
+    ENCODER,
     HEIGHT,
     WIDTH,
     InputShape,
@@ -484,6 +487,11 @@ def _capture_and_validate(
     if spec.decoder is not None:
         folded = fold_cache_into_attention(onnx_path)
         logger.info("The key/value cache went into %d Attention nodes.", folded)
+    if spec.decoder is not None and spec.decoder.cross_layers:
+        _capture_cross_attention(
+            onnx_path, module, spec, config=config, adapter=adapter, traced=traced,
+            device=device, opset=opset, external_data=external_data,
+        )  # fmt: skip
     extra = {}
     if spec.decoder and spec.decoder.max_total_length:
         extra["max_total_length"] = str(spec.decoder.max_total_length)
@@ -523,6 +531,52 @@ def _capture_and_validate(
             report=report,
         )
     return captured.strategy, report
+
+
+def _capture_cross_attention(
+    onnx_path: Path,
+    module: torch.nn.Module,
+    spec: ExportSpec,
+    *,
+    config: Any,
+    adapter: Any,
+    traced: InputShape,
+    device: str,
+    opset: int,
+    external_data: bool,
+) -> None:
+    """Capture the cross-attention projections and join them to the decoder (cross_cache.py)."""
+    from onnxport.exporters.seq2seq import CrossAttentionPart
+
+    assert spec.decoder is not None
+    hidden = "encoder_hidden_states"
+    cross_spec = ExportSpec(
+        model_type=spec.model_type,
+        task=spec.task,
+        inputs={hidden: {0: BATCH, 1: ENCODER}},
+        outputs={name: {0: BATCH, 2: ENCODER} for name in spec.decoder.cross_present_names()},
+        input_templates={hidden: spec.input_templates[hidden]},
+        dtype=spec.dtype,
+    )
+    part = CrossAttentionPart(module, spec.decoder.cross_layers)
+    example = {
+        k: v.to(device) for k, v in example_inputs(cross_spec, config, adapter, traced).items()
+    }
+    cross_path = onnx_path.with_name("cross_attention.onnx")
+    try:
+        capture(
+            part, cross_spec, example, opset=opset, path=cross_path, external_data=external_data
+        )
+        attach_cross_attention(
+            onnx_path, cross_path, spec.decoder.cross_past_names(), cross_spec.output_names
+        )
+    finally:
+        for leftover in cross_path.parent.glob(cross_path.name + "*"):
+            leftover.unlink()
+    logger.info(
+        "Cross-attention keys and values are computed once per input (%d layers).",
+        spec.decoder.cross_layers,
+    )
 
 
 def _release_weights(model: torch.nn.Module) -> None:

@@ -21,6 +21,9 @@ CHOICES = "num_choices"
 PAST = "past_sequence_length"
 TOTAL = "total_sequence_length"  # past + sequence: the attention mask of a decoder step
 ENCODER = "encoder_sequence_length"  # what a seq2seq decoder attends to
+# A seq2seq decoder's cross-attention cache: empty on the first step (the graph computes it
+# from the encoder's states), the encoder's length after it.
+CROSS = "encoder_past_sequence_length"
 AUDIO = "audio_length"  # raw audio samples: a fixed multiple of the sequence length
 FRAMES = "num_frames"  # spectrogram frames: likewise
 IMAGE_BATCH = "image_batch_size"  # a dual encoder's images, counted apart from its texts
@@ -62,6 +65,7 @@ class InputShape:
             PAST: self.past_length,
             TOTAL: self.past_length + self.sequence_length,
             ENCODER: self.encoder_length,
+            CROSS: self.encoder_length if self.past_length else 0,
             AUDIO: self.sequence_length * AUDIO_SAMPLES_PER_TOKEN,
             FRAMES: self.sequence_length * FRAMES_PER_TOKEN,
             IMAGE_BATCH: self.batch_size + self.num_choices,

@@ -1,10 +1,13 @@
 """Encoder-decoder models split into the two graphs onnxport exports.
 
 `encoder_model.onnx` runs once per input; `decoder_model.onnx` runs every step, taking the
-encoder's hidden states and its own self-attention cache (empty on the first step). It
-recomputes the cross-attention keys and values each step instead of caching them: whether
-transformers reuses a cross-attention cache is a Python flag (`is_updated`) that a traced
-graph would freeze, so one graph could not serve both the first step and the later ones.
+encoder's hidden states, its self-attention cache and its cross-attention cache
+(`past_key_values.<i>.encoder.key/value`), all empty on the first step. Whether transformers
+computes the cross-attention keys and values or reuses them is a Python flag (`is_updated`)
+that a trace freezes, so the decoder is traced reusing them (`DecoderPart`), the projections
+that compute them are traced apart (`CrossAttentionPart`), and cross_cache.py joins the two
+with an `If` on whether that cache is empty. After the first step no decoder step touches
+the encoder's states again (on Whisper's 1,500 positions that was most of a step's work).
 
 Speech models (Whisper) take log-mel `input_features` of a fixed number of frames instead of
 tokens, and their decoder has no mask over the encoder's states: `SpeechEncoderPart` and
@@ -75,18 +78,23 @@ def decoder_step(
     cache: Any,
     encoder_attention_mask: torch.Tensor | None = None,
 ) -> dict[str, Any]:
-    """One decoder step: `logits` and the new self-attention `cache` (cross-attention empty)."""
-    self_attention = cache if cache is not None else DynamicCache()
+    """One decoder step: `logits` and the new `cache` (an EncoderDecoderCache).
+
+    A cache with filled cross-attention layers is reused as it is; an empty one (or none)
+    is computed from `encoder_hidden_states`.
+    """
+    if not isinstance(cache, EncoderDecoderCache):
+        cache = EncoderDecoderCache(cache if cache is not None else DynamicCache(), DynamicCache())
     mask = {} if encoder_attention_mask is None else {"attention_mask": encoder_attention_mask}
     output = model(
         encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden_states),
         decoder_input_ids=input_ids,
-        cache=EncoderDecoderCache(self_attention, DynamicCache()),
+        cache=cache,
         use_cache=True,
         return_dict=True,
         **mask,
     )
-    return {"logits": output.logits, "cache": output.cache.self_attention_cache}
+    return {"logits": output.logits, "cache": output.cache}
 
 
 class DecoderPart(torch.nn.Module):
@@ -110,7 +118,7 @@ class DecoderPart(torch.nn.Module):
         use_cache: bool = True,
         return_dict: bool = True,
     ) -> dict[str, Any]:
-        """Run the decoder with an empty cross-attention cache (recomputed from the states)."""
+        """Run the decoder, reusing a filled cross-attention cache."""
         return decoder_step(
             self.model, input_ids, encoder_hidden_states, cache, encoder_attention_mask
         )
@@ -150,8 +158,40 @@ class SpeechDecoderPart(torch.nn.Module):
         use_cache: bool = True,
         return_dict: bool = True,
     ) -> dict[str, Any]:
-        """Run the decoder with an empty cross-attention cache (recomputed from the states)."""
+        """Run the decoder, reusing a filled cross-attention cache."""
         return decoder_step(self.model, input_ids, encoder_hidden_states, cache)
+
+
+class CrossAttentionPart(torch.nn.Module):
+    """The cross-attention keys and values of every decoder layer, from the encoder's states.
+
+    Read off transformers' own first decoding step (its cross-attention cache), so no
+    architecture's projection layout is written here; the rest of that step's graph does not
+    reach the outputs and is dropped from the capture.
+    """
+
+    def __init__(self, decoder: torch.nn.Module, num_layers: int) -> None:
+        super().__init__()
+        self.model = decoder.model
+        self.config = decoder.config
+        self.num_layers = num_layers
+
+    def forward(
+        self, encoder_hidden_states: torch.Tensor, return_dict: bool = True
+    ) -> dict[str, torch.Tensor]:
+        """`present.<i>.encoder.key/value` for the encoder's states."""
+        # Any token will do: the keys and values depend on the encoder's states alone.
+        ids = torch.zeros(
+            (encoder_hidden_states.shape[0], 1), dtype=torch.long,
+            device=encoder_hidden_states.device,
+        )  # fmt: skip
+        cache = decoder_step(self.model, ids, encoder_hidden_states, None)["cache"]
+        layers = cache.cross_attention_cache.layers
+        outputs: dict[str, torch.Tensor] = {}
+        for index, layer in enumerate(layers[: self.num_layers]):
+            outputs[f"present.{index}.encoder.key"] = layer.keys
+            outputs[f"present.{index}.encoder.value"] = layer.values
+        return outputs
 
 
 def graph_parts(model: Any, speech: bool) -> list[tuple[str, torch.nn.Module, list[str] | None]]:

@@ -25,6 +25,7 @@ from onnxport.exporters.dummy import (
     AUDIO,
     BATCH,
     CHOICES,
+    CROSS,
     ENCODER,
     FRAMES,
     HEIGHT,
@@ -66,21 +67,36 @@ class DecoderCache:
     `past_key_values` before). `max_total_length` is set for sliding-window models: past a
     window the cache is cropped, a path the graph does not follow (checked: ONNX Runtime fails
     with an out-of-range gather), so the export is exact up to this many tokens only.
+    `cross_layers` counts an encoder-decoder's cross-attention layers, whose keys and values
+    (computed once from the encoder's states) cross the boundary as
+    `past_key_values.<i>.encoder.key/value` after the self-attention cache.
     """
 
     num_layers: int
     argument: str
     max_total_length: int | None = None
+    cross_layers: int = 0
 
     def past_names(self) -> list[str]:
-        """Graph inputs holding the cache, in order."""
-        return [
-            f"past_key_values.{i}.{kv}" for i in range(self.num_layers) for kv in ("key", "value")
-        ]
+        """Graph inputs holding the cache, in order: self-attention, then cross-attention."""
+        return [f"past_key_values.{name}" for name in self._names()]
 
     def present_names(self) -> list[str]:
-        """Graph outputs holding the updated cache, in order."""
-        return [f"present.{i}.{kv}" for i in range(self.num_layers) for kv in ("key", "value")]
+        """Graph outputs holding the updated cache, in the same order."""
+        return [f"present.{name}" for name in self._names()]
+
+    def cross_past_names(self) -> list[str]:
+        """The cross-attention part of `past_names`."""
+        return self.past_names()[2 * self.num_layers :]
+
+    def cross_present_names(self) -> list[str]:
+        """The cross-attention part of `present_names`."""
+        return self.present_names()[2 * self.num_layers :]
+
+    def _names(self) -> list[str]:
+        kinds = ("key", "value")
+        own = [f"{i}.{kv}" for i in range(self.num_layers) for kv in kinds]
+        return own + [f"{i}.encoder.{kv}" for i in range(self.cross_layers) for kv in kinds]
 
 
 @dataclass(frozen=True)
@@ -191,10 +207,21 @@ def _cache_argument(model: torch.nn.Module) -> str:
     )
 
 
-def build_cache(config: Any, tensors: list[torch.Tensor]) -> Any:
-    """A transformers DynamicCache holding `tensors` (key, value per layer)."""
-    from transformers import DynamicCache
+def build_cache(config: Any, tensors: list[torch.Tensor], cross_layers: int = 0) -> Any:
+    """A transformers DynamicCache holding `tensors` (key, value per layer).
 
+    With `cross_layers`, the last 2 x cross_layers tensors are cross-attention keys and
+    values, and the result is an EncoderDecoderCache. Empty ones leave the model to compute
+    them from the encoder's states; filled ones it reuses (its `is_updated` flags).
+    """
+    from transformers import DynamicCache, EncoderDecoderCache
+
+    if cross_layers:
+        own, cross = tensors[: -2 * cross_layers], tensors[-2 * cross_layers :]
+        cross_cache = DynamicCache()
+        if cross[0].shape[2]:
+            cross_cache = build_cache(config, cross)
+        return EncoderDecoderCache(build_cache(config, own), cross_cache)
     cache = DynamicCache(config=config)
     if len(cache.layers) not in (0, len(tensors) // 2):
         # The config counts another stack's layers (T5's num_layers is the encoder's);
@@ -205,10 +232,13 @@ def build_cache(config: Any, tensors: list[torch.Tensor]) -> Any:
     return cache
 
 
-def flatten_outputs(output: Any, *, with_cache: bool = False) -> dict[str, torch.Tensor]:
+def flatten_outputs(
+    output: Any, *, with_cache: bool = False, with_cross: bool = False
+) -> dict[str, torch.Tensor]:
     """Tensor fields of a transformers ModelOutput, minus on-request ones.
 
-    With `with_cache`, a decoder's new cache becomes `present.<i>.key/value`.
+    With `with_cache`, a decoder's new cache becomes `present.<i>.key/value`, and with
+    `with_cross` its cross-attention cache `present.<i>.encoder.key/value`.
     """
     items = output.items() if hasattr(output, "items") else enumerate(output)
     result = {
@@ -217,9 +247,13 @@ def flatten_outputs(output: Any, *, with_cache: bool = False) -> dict[str, torch
         if isinstance(value, torch.Tensor) and key not in _SKIPPED_OUTPUTS
     }
     if with_cache:
-        for index, layer in enumerate(_cache_layers(_cache_of(output))):
+        own, cross = _cache_layers(_cache_of(output))
+        for index, layer in enumerate(own):
             result[f"present.{index}.key"] = layer.keys
             result[f"present.{index}.value"] = layer.values
+        for index, layer in enumerate(cross if with_cross else []):
+            result[f"present.{index}.encoder.key"] = layer.keys
+            result[f"present.{index}.encoder.value"] = layer.values
     return result
 
 
@@ -228,7 +262,16 @@ def _cache_of(output: Any) -> Any:
     return next((output[k] for k in _CACHE_OUTPUTS if output.get(k) is not None), None)
 
 
-def _cache_layers(cache: Any) -> list[Any]:
+def _cache_layers(cache: Any) -> tuple[list[Any], list[Any]]:
+    """The self-attention layers of a cache, and its cross-attention layers (if any)."""
+    cross_cache = getattr(cache, "cross_attention_cache", None)
+    if cross_cache is not None:
+        cross = list(getattr(cross_cache, "layers", None) or [])
+        return _plain_layers(cache.self_attention_cache), cross
+    return _plain_layers(cache), []
+
+
+def _plain_layers(cache: Any) -> list[Any]:
     layers = list(getattr(cache, "layers", None) or [])
     if not layers or not all(isinstance(getattr(x, "keys", None), torch.Tensor) for x in layers):
         raise SpecError(
@@ -250,14 +293,17 @@ def run_reference(
     kwargs: dict[str, Any] = spec.model_kwargs(inputs)
     if spec.decoder is not None:
         past = [inputs[name] for name in spec.decoder.past_names()]
-        kwargs[spec.decoder.argument] = build_cache(model.config, past)
+        kwargs[spec.decoder.argument] = build_cache(model.config, past, spec.decoder.cross_layers)
         kwargs["use_cache"] = True
     elif "use_cache" in forward_parameters(model):
         # No graph output holds a cache here; hybrid models cannot even build theirs without
         # a generation step.
         kwargs["use_cache"] = False
     output = model(**kwargs, return_dict=True)
-    return flatten_outputs(output, with_cache=spec.decoder is not None)
+    decoder = spec.decoder
+    return flatten_outputs(
+        output, with_cache=decoder is not None, with_cross=bool(decoder and decoder.cross_layers)
+    )
 
 
 def _probe_cache(
@@ -284,7 +330,7 @@ def _probe_cache(
         if getattr(config, "is_decoder", None) is False:
             hint = " An encoder architecture used as a decoder needs is_decoder=True in its config."
         raise SpecError(f"'{config.model_type}' returned no cache with use_cache=True.{hint}")
-    layers = _cache_layers(cache)
+    layers, cross = _cache_layers(cache)
     window: Any = getattr(config, "sliding_window", None)
     sliding = window is not None and any(getattr(x, "is_sliding", False) for x in layers)
     max_total = int(window) - 1 if sliding else None
@@ -294,17 +340,32 @@ def _probe_cache(
             "tokens, too short to export and validate; onnxport needs a window above "
             f"{2 * length + 1}."
         )
-    decoder = DecoderCache(num_layers=len(layers), argument=argument, max_total_length=max_total)
-    past: dict[str, Template] = {}
-    for name, tensor in zip(
-        decoder.past_names(), [t for x in layers for t in (x.keys, x.values)], strict=True
+    # Only a cross-attention cache of (batch, heads, encoder positions, head size) per layer is
+    # taken in; any other layout keeps its keys and values recomputed at every step.
+    encoder_length = int(values["encoder_hidden_states"].shape[1]) if cross else 0
+    if not all(
+        isinstance(getattr(x, "keys", None), torch.Tensor)
+        and x.keys.dim() == 4
+        and tuple(x.keys.shape[::2]) == (batch, encoder_length)
+        for x in cross
     ):
-        if tensor.dim() != 4 or tensor.shape[0] != batch or tensor.shape[2] != length:
+        cross = []
+    decoder = DecoderCache(
+        num_layers=len(layers), argument=argument, max_total_length=max_total,
+        cross_layers=len(cross),
+    )  # fmt: skip
+    past: dict[str, Template] = {}
+    tensors = [t for x in layers + cross for t in (x.keys, x.values)]
+    own = set(decoder.past_names()) - set(decoder.cross_past_names())
+    for name, tensor in zip(decoder.past_names(), tensors, strict=True):
+        expected = length if name in own else encoder_length
+        if tensor.dim() != 4 or tensor.shape[0] != batch or tensor.shape[2] != expected:
             raise SpecError(
                 f"'{config.model_type}' keeps its cache as {tuple(tensor.shape)}, not (batch, "
                 "heads, sequence, head size); text-generation export does not support it yet."
             )
-        past[name] = (BATCH, int(tensor.shape[1]), PAST, int(tensor.shape[3]))
+        axis = PAST if name in own else CROSS
+        past[name] = (BATCH, int(tensor.shape[1]), axis, int(tensor.shape[3]))
     return decoder, past
 
 
@@ -348,6 +409,8 @@ def derive_spec(
         decoder, past_templates = _probe_cache(model, inputs, ignored, templates, argument)
         templates.update(past_templates)
         inputs.update({name: {0: BATCH, 2: PAST} for name in decoder.past_names()})
+        # Traced filled (the step after the first): as long as the encoder's states.
+        inputs.update({name: {0: BATCH, 2: ENCODER} for name in decoder.cross_past_names()})
     draft = ExportSpec(
         model_type=config.model_type, task=task.name, inputs=inputs, outputs={},
         ignored_inputs=ignored, input_templates=templates, decoder=decoder, dtype=dtype,

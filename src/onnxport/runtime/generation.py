@@ -61,9 +61,18 @@ class ORTGenerativeModel(ORTModel, GenerationMixin):
             session_options=session_options,
             _keep_alive=_keep_alive,
         )
-        self._past_names = [n for n in self.input_names if n.startswith("past_key_values.")]
-        self._present_names = [n for n in self.output_names if n.startswith("present.")]
-        if not self._past_names or len(self._past_names) != len(self._present_names):
+        past = [n for n in self.input_names if n.startswith("past_key_values.")]
+        present = [n for n in self.output_names if n.startswith("present.")]
+        # An encoder-decoder's cross-attention cache (`.encoder.`) is filled once per input.
+        self._past_names = [n for n in past if ".encoder." not in n]
+        self._present_names = [n for n in present if ".encoder." not in n]
+        self._cross_past_names = [n for n in past if ".encoder." in n]
+        self._cross_present_names = [n for n in present if ".encoder." in n]
+        if (
+            not self._past_names
+            or len(self._past_names) != len(self._present_names)
+            or len(self._cross_past_names) != len(self._cross_present_names)
+        ):
             raise ORTModelError(
                 f"'{model_dir / file_name}' has no key/value cache inputs and outputs; export it "
                 f"with --task {self.task}."
@@ -74,9 +83,7 @@ class ORTGenerativeModel(ORTModel, GenerationMixin):
         shapes = {i.name: i.shape for i in session.get_inputs()}
         # The cache is fed in the graph's own float type (float16 for an fp16 export).
         self._past_dtype = _numpy_type(self._input_types[self._past_names[0]])
-        self._past_static = {
-            name: (int(shapes[name][1]), int(shapes[name][3])) for name in self._past_names
-        }
+        self._past_static = {name: (int(shapes[name][1]), int(shapes[name][3])) for name in past}
         try:
             self.generation_config = GenerationConfig.from_pretrained(model_dir)
         except OSError:
@@ -105,24 +112,29 @@ class ORTGenerativeModel(ORTModel, GenerationMixin):
             return None
         return cache if cache is not None else past_key_values
 
-    def _past_feed(self, cache: Any, batch: int) -> dict[str, np.ndarray]:
+    def _past_feed(
+        self, cache: Any, batch: int, names: list[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """The graph's `names` inputs (the self-attention cache's) from `cache`; empty if none."""
+        names = self._past_names if names is None else names
         if cache is None or cache.get_seq_length() == 0:
-            return {
-                name: np.zeros((batch, heads, 0, size), dtype=self._past_dtype)
-                for name, (heads, size) in self._past_static.items()
+            empty = {
+                name: (batch, heads, 0, size) for name, (heads, size) in self._past_static.items()
             }
+            return {name: np.zeros(empty[name], dtype=self._past_dtype) for name in names}
         tensors = [t for layer in cache.layers for t in (layer.keys, layer.values)]
-        if len(tensors) != len(self._past_names):
+        if len(tensors) != len(names):
             raise ORTModelError(
-                f"The cache holds {len(tensors) // 2} layers; this model has "
-                f"{len(self._past_names) // 2}."
+                f"The cache holds {len(tensors) // 2} layers; this model has {len(names) // 2}."
             )
         return {
             name: tensor.detach().cpu().numpy().astype(self._past_dtype, copy=False)
-            for name, tensor in zip(self._past_names, tensors, strict=True)
+            for name, tensor in zip(names, tensors, strict=True)
         }
 
-    def _store_cache(self, cache: Any, outputs: dict[str, np.ndarray]) -> DynamicCache:
+    def _store_cache(
+        self, cache: Any, outputs: dict[str, np.ndarray], names: list[str] | None = None
+    ) -> DynamicCache:
         """The graph's present tensors as the cache's contents, without copying them.
 
         As transformers' own models do, the cache passed in is updated in place and carries
@@ -130,7 +142,8 @@ class ORTGenerativeModel(ORTModel, GenerationMixin):
         the next step feeds back as they are. `present.<i>.key`, `present.<i>.value` come in
         layer order (`.decoder.` in transformers.js' names for an encoder-decoder).
         """
-        tensors = [torch.from_numpy(outputs[name]) for name in self._present_names]
+        names = self._present_names if names is None else names
+        tensors = [torch.from_numpy(outputs[name]) for name in names]
         count = len(tensors) // 2
         if not isinstance(cache, DynamicCache) or len(cache.layers) not in (0, count):
             cache = DynamicCache()
@@ -364,15 +377,22 @@ class _ORTEncoderDecoder(ORTGenerativeModel):
             else:
                 mask = _as_numpy(attention_mask).astype(np.int64)
             feed["encoder_attention_mask"] = mask
+        cross_cache = getattr(cache, "cross_attention_cache", None)
         feed.update(self._past_feed(self_cache, ids.shape[0]))
+        feed.update(self._past_feed(cross_cache, ids.shape[0], self._cross_past_names))
         outputs = self._run_step(feed)
         new_cache = None
         if use_cache is not False:
-            if isinstance(cache, EncoderDecoderCache):
-                cache.self_attention_cache = self._store_cache(cache.self_attention_cache, outputs)
-                new_cache = cache
-            else:
-                new_cache = EncoderDecoderCache(self._store_cache(None, outputs), DynamicCache())
+            if not isinstance(cache, EncoderDecoderCache):
+                cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+            cache.self_attention_cache = self._store_cache(cache.self_attention_cache, outputs)
+            if self._cross_present_names and cache.cross_attention_cache.get_seq_length() == 0:
+                # Computed by the first step; the next ones feed these back unchanged.
+                cache.cross_attention_cache = self._store_cache(
+                    cache.cross_attention_cache, outputs, self._cross_present_names
+                )
+                cache.is_updated = dict.fromkeys(range(len(self._cross_past_names) // 2), True)
+            new_cache = cache
         return Seq2SeqLMOutput(
             logits=torch.from_numpy(outputs["logits"]),
             cache=new_cache,
