@@ -27,9 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import WhisperConfig, WhisperForConditionalGeneration
+from transformers.utils import logging as transformers_logging
 
 import onnxport
 from onnxport.sessions import create_session
+
+transformers_logging.set_verbosity_error()  # generate() warns per call about max_length
 
 TINY = {
     "vocab_size": 51865, "d_model": 384, "encoder_layers": 4, "decoder_layers": 4,
@@ -122,13 +125,24 @@ def main() -> None:
             print(f"{label}: step at {max(args.positions)} positions / at {base}: {high / low:.2f}")
         top = max(args.positions)
         features = torch.randn(1, 80, 2 * top, generator=torch.Generator().manual_seed(1))
-        ort_model = onnxport.ORTModelForSpeechSeq2Seq.from_pretrained(runs[top][3])
+        options = onnxport.ORTModelForSpeechSeq2Seq.default_session_options()  # no spinning
+        options.intra_op_num_threads = args.threads
+        ort_model = onnxport.ORTModelForSpeechSeq2Seq.from_pretrained(
+            runs[top][3], session_options=options
+        )
         settings = {"max_new_tokens": args.new_tokens, "min_new_tokens": args.new_tokens,
                     "do_sample": False}  # fmt: skip
         pt_tokens = models[top].generate(features, **settings)
         ort_tokens = ort_model.generate(features, **settings)
         rates: dict[str, list[float]] = {"PyTorch eager": [], "onnxport": []}
+        encoder_ms: dict[str, list[float]] = {"PyTorch eager": [], "onnxport": []}
+        encoders = {"PyTorch eager": models[top].get_encoder(), "onnxport": ort_model.get_encoder()}
         for _ in range(args.blocks):
+            for label, encoder in encoders.items():
+                with torch.no_grad():
+                    encoder_ms[label].extend(
+                        t * 1e3 for t in timed(lambda e=encoder: e(input_features=features), 3)
+                    )
             for label, model in (("PyTorch eager", models[top]), ("onnxport", ort_model)):
                 start = time.perf_counter()
                 with torch.no_grad():
@@ -137,7 +151,10 @@ def main() -> None:
         same = bool(torch.equal(pt_tokens, ort_tokens))
         print(f"generate() at {top} positions, {args.new_tokens} new tokens, greedy:")
         for label, values in rates.items():
-            print(f"  {label}: {statistics.median(values):.1f} tokens/s")
+            encoder = statistics.median(encoder_ms[label])
+            print(
+                f"  {label}: {statistics.median(values):.1f} tok/s, encoder alone {encoder:.0f} ms"
+            )
         pairs = zip(rates["onnxport"], rates["PyTorch eager"], strict=True)
         ratio = statistics.median(o / p for o, p in pairs)
         print(f"  onnxport / PyTorch: {ratio:.2f}x; tokens equal: {same}")

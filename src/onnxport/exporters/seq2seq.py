@@ -6,7 +6,7 @@ encoder's hidden states, its self-attention cache and its cross-attention cache
 computes the cross-attention keys and values or reuses them is a Python flag (`is_updated`)
 that a trace freezes, so the decoder is traced reusing them (`DecoderPart`), the projections
 that compute them are traced apart (`CrossAttentionPart`), and cross_cache.py joins the two
-with an `If` on whether that cache is empty. After the first step no decoder step touches
+with an `If` per layer on whether that cache is empty. After the first step no decoder step touches
 the encoder's states again (on Whisper's 1,500 positions that was most of a step's work).
 
 Speech models (Whisper) take log-mel `input_features` of a fixed number of frames instead of
