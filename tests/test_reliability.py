@@ -350,3 +350,15 @@ def test_validation_runs_pytorch_before_the_model_is_released(
     assert released == ["yes"]
     assert report.passed
     assert len(report.checks) >= 2
+
+
+def test_validation_allows_float32_rounding_relative_to_the_output_and_no_more() -> None:
+    from onnxport.exporters.validate import compare
+
+    # tiny mT5's logits: up to 80, PyTorch and ONNX Runtime 1.2e-4 apart (both 8e-4 from
+    # float64), on values large and small alike
+    large = np.linspace(-80.0, 80.0, 12, dtype=np.float32).reshape(2, 6)
+    assert compare("logits", large, large + 1.2e-4, atol=1e-4, label="x").values_ok
+    assert not compare("logits", large, large + 1e-3, atol=1e-4, label="x").values_ok
+    small = np.full((2, 6), 0.5, np.float32)
+    assert not compare("logits", small, small + 1.2e-4, atol=1e-4, label="x").values_ok
