@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+from transformers import AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer
 
 import onnxport
 from model_table import SEQ2SEQ_CASES, SEQ2SEQ_SLOW_CASES
 from onnxport.cli.main import main
 from onnxport.coverage.support import TESTED_SEQ2SEQ
 from onnxport.runtime.text2text_pipeline import pipeline_class
+from onnxport.sessions import create_session
 
 SOURCES = ["the quick brown fox jumps over", "paris"]
 
@@ -142,3 +144,28 @@ def test_caller_session_options_reach_the_encoder_too(exported) -> None:
     for session in (default.session, default.encoder.session):
         used = session.get_session_options()
         assert used.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+@pytest.mark.parametrize("model_type", ["t5", "marian", "bart"])
+def test_bare_encoder_decoder_takes_decoder_tokens_of_their_own_length(
+    model_type: str, checkpoint, tmp_path
+) -> None:
+    ckpt = checkpoint(model_type, "feature-extraction")
+    out = tmp_path / "out"
+    onnxport.export(ckpt, out, task="feature-extraction")
+    session = create_session(out / "model.onnx")
+    names = [i.name for i in session.get_inputs()]
+    assert "decoder_input_ids" in names
+    generator = torch.Generator().manual_seed(3)
+    ids = torch.randint(5, 90, (2, 9), generator=generator)
+    mask = torch.ones_like(ids)
+    mask[1, 4:] = 0  # a padded source row
+    decoder_ids = torch.randint(5, 90, (2, 3), generator=generator)  # not the traced length
+    tensors = {"input_ids": ids, "attention_mask": mask, "decoder_input_ids": decoder_ids}
+    feed = {n: tensors.get(n, torch.zeros_like(ids)).numpy() for n in names}
+    pt_model = AutoModel.from_pretrained(ckpt).eval()
+    with torch.no_grad():
+        expected = pt_model(**tensors).last_hidden_state.numpy()
+    (actual,) = session.run(["last_hidden_state"], feed)
+    assert actual.shape == (2, 3, expected.shape[-1])
+    np.testing.assert_allclose(actual, expected, atol=1e-4)

@@ -24,6 +24,7 @@ ENCODER = "encoder_sequence_length"  # what a seq2seq decoder attends to
 # A seq2seq decoder's cross-attention cache: empty on the first step (the graph computes it
 # from the encoder's states), the encoder's length after it.
 CROSS = "encoder_past_sequence_length"
+DECODER = "decoder_sequence_length"  # a bare encoder-decoder's decoder tokens
 AUDIO = "audio_length"  # raw audio samples: a fixed multiple of the sequence length
 FRAMES = "num_frames"  # spectrogram frames: likewise
 IMAGE_BATCH = "image_batch_size"  # a dual encoder's images, counted apart from its texts
@@ -65,6 +66,7 @@ class InputShape:
             PAST: self.past_length,
             TOTAL: self.past_length + self.sequence_length,
             ENCODER: self.encoder_length,
+            DECODER: self.sequence_length // 2 + 1,
             CROSS: self.encoder_length if self.past_length else 0,
             AUDIO: self.sequence_length * AUDIO_SAMPLES_PER_TOKEN,
             FRAMES: self.sequence_length * FRAMES_PER_TOKEN,
@@ -169,6 +171,8 @@ def input_axes(name: str, multiple_choice: bool, *, with_past: bool = False) -> 
         return {0: BATCH, 1: TOTAL}
     if name in ("encoder_attention_mask", "encoder_hidden_states"):
         return {0: BATCH, 1: ENCODER}
+    if name == "decoder_input_ids":
+        return {0: BATCH, 1: DECODER}
     return {0: BATCH, 1: SEQUENCE}
 
 
@@ -237,7 +241,7 @@ def _make_one(
     generator: torch.Generator,
     left_padding: bool,
 ) -> torch.Tensor:
-    if name == "input_ids":
+    if name in ("input_ids", "decoder_input_ids"):
         vocab = text_vocab_size(config)
         if vocab < 2:
             raise SpecError(f"config.vocab_size is {vocab}: cannot make example input_ids.")

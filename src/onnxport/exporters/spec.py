@@ -26,6 +26,7 @@ from onnxport.exporters.dummy import (
     BATCH,
     CHOICES,
     CROSS,
+    DECODER,
     ENCODER,
     FRAMES,
     HEIGHT,
@@ -188,6 +189,17 @@ def default_input_names(
             f"(forward takes: {', '.join(sorted(accepted))}); the text path cannot export it. "
             "Register an adapter that declares its inputs."
         )
+    if (
+        not with_past
+        and getattr(config, "is_encoder_decoder", False)
+        and "decoder_input_ids" in accepted
+        and "decoder_input_ids" not in names
+        and getattr(model, "base_model", None) is model  # no head: the bare model
+    ):
+        # A bare encoder-decoder (T5Model, BartModel): its decoder's tokens are an input of
+        # their own length. T5 cannot run without them; BART-style models would shift
+        # input_ids into them, a path that breaks at batch 1 in ONNX Runtime for mBART/PLBart.
+        names.append("decoder_input_ids")
     if with_past:
         if "attention_mask" not in names:
             names.append("attention_mask")
@@ -429,6 +441,8 @@ def derive_spec(
             sizes += [shape.past_length, shape.past_length + shape.sequence_length]
         if shape.encoder_length:
             sizes.append(shape.encoder_length)
+        if DECODER in {axis for axes in inputs.values() for axis in axes.values()}:
+            sizes.append(shape.size_of(DECODER))
         if len(set(sizes)) != len(sizes):
             raise SpecError(f"Example axis sizes must differ pairwise: {shape}")
     first = _run(model, draft, adapter, traced)
@@ -438,7 +452,7 @@ def derive_spec(
     axis_names = (
         [BATCH, SEQUENCE, TOTAL, PAST, ENCODER]
         if task.with_past
-        else [BATCH, SEQUENCE, CHOICES, AUDIO, FRAMES, IMAGE_BATCH, HEIGHT, WIDTH]
+        else [BATCH, SEQUENCE, DECODER, CHOICES, AUDIO, FRAMES, IMAGE_BATCH, HEIGHT, WIDTH]
     )
     for name, tensor in first.items():
         other = second.get(name)
