@@ -183,7 +183,7 @@ def _wrap_layer(
         name
         for node in nodes
         if id(node) not in inside
-        for name in _outer_reads(node)
+        for name in read_names(node)
         if name in made
     ]
     wanted = list(dict.fromkeys(wanted + [name for name in made if name in results]))
@@ -218,19 +218,19 @@ def _wrap_layer(
 
 def _readers(nodes: list[onnx.NodeProto], names: set[str]) -> list[onnx.NodeProto]:
     """The nodes reading `names`, and any node on a path between two of them."""
-    direct = [node for node in nodes if names & set(_outer_reads(node))]
+    direct = [node for node in nodes if names & read_names(node)]
     ids = {id(node) for node in direct}
     below: set[str] = set()  # values computed from a direct reader
     descendants = []
     for node in nodes:
-        if id(node) in ids or below & set(_outer_reads(node)):
+        if id(node) in ids or below & read_names(node):
             below.update(node.output)
             descendants.append(node)
-    above: set[str] = {name for node in direct for name in _outer_reads(node)}
+    above: set[str] = {name for node in direct for name in read_names(node)}
     between = set()
     for node in reversed(descendants):
         if id(node) in ids or above & set(node.output):
-            above.update(_outer_reads(node))
+            above.update(read_names(node))
             between.add(id(node))
     return [node for node in nodes if id(node) in between]
 
@@ -242,7 +242,7 @@ def _projection_nodes(
     needed, kept = set(present), []
     for node in reversed(branch.node):
         if needed & set(node.output):
-            needed.update(_outer_reads(node))
+            needed.update(read_names(node))
             kept.append(node)
     made = {name for node in kept for name in node.output}
     rename = {name: prefix + name for name in made}
@@ -298,24 +298,13 @@ def _value_types(model: onnx.ModelProto) -> dict[str, int]:
     return {v.name: v.type.tensor_type.elem_type for v in values if v.type.HasField("tensor_type")}
 
 
-def _outer_reads(node: onnx.NodeProto) -> set[str]:
-    """What `node` reads from its graph, its subgraphs' reads of outer values included."""
-    inner: set[str] = set()
-    for attribute in node.attribute:
-        for graph in (attribute.g, *attribute.graphs):
-            inner.update(name for child in graph.node for name in child.output)
-            inner.update(tensor.name for tensor in graph.initializer)
-            inner.update(value.name for value in graph.input)
-    return read_names(node) - inner
-
-
 def _sorted(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.NodeProto]:
     """`nodes` in an order where each comes after what it reads (stable otherwise)."""
     ready, done, pending = set(available) | {""}, [], list(nodes)
     while pending:
         left = []
         for node in pending:
-            if _outer_reads(node) <= ready:
+            if read_names(node) <= ready:
                 done.append(node)
                 ready.update(node.output)
             else:

@@ -176,6 +176,8 @@ def read_names(node: Any) -> set[str]:
     names = set(node.input)
     for attribute in node.attribute:
         for graph in (attribute.g, *attribute.graphs):
-            for inner in graph.node:
-                names |= read_names(inner)
+            inner = {name for child in graph.node for name in child.output}
+            inner |= {tensor.name for tensor in graph.initializer}
+            inner |= {value.name for value in graph.input}
+            names |= set().union(*(read_names(child) for child in graph.node)) - inner
     return names
