@@ -47,6 +47,7 @@ if TYPE_CHECKING:
         ORTModelForSequenceClassification,
         ORTModelForSpeechSeq2Seq,
         ORTModelForTokenClassification,
+        ORTModelForVision2Seq,
         ORTModelForZeroShotImageClassification,
         ORTModelForZeroShotObjectDetection,
     )
@@ -89,6 +90,7 @@ _LAZY = {
     "ORTModelForSequenceClassification": "onnxport.runtime",
     "ORTModelForSpeechSeq2Seq": "onnxport.runtime",
     "ORTModelForTokenClassification": "onnxport.runtime",
+    "ORTModelForVision2Seq": "onnxport.runtime",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

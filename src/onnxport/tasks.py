@@ -32,6 +32,9 @@ class Task:
         description: one line for `onnxport tasks`.
         with_past: the graph takes and returns a key/value cache (decoder generation).
         encoder_decoder: exported as encoder_model.onnx plus decoder_model.onnx.
+        model_types: when set, only these model types of `mapping` have this task's head
+            (transformers files encoder-decoder captioners and vision-language models under
+            one table; they export in different ways).
 
     """
 
@@ -42,11 +45,16 @@ class Task:
     description: str = ""
     with_past: bool = False
     encoder_decoder: bool = False
+    model_types: frozenset[str] = frozenset()
 
     def model_classes(self) -> dict[str, str]:
         """Model type -> class name for every architecture with a head for this task."""
         table = getattr(modeling_auto, self.mapping)
-        return {k: v if isinstance(v, str) else v[0] for k, v in table.items()}
+        return {
+            k: v if isinstance(v, str) else v[0]
+            for k, v in table.items()
+            if not self.model_types or k in self.model_types
+        }
 
     def has_head(self, model_type: str) -> bool:
         """Whether transformers has a model class for `model_type` with this task's head."""
@@ -118,6 +126,16 @@ TASKS: tuple[Task, ...] = (
         "speech encoder (log-mel features) + text decoder with a cache; generate()",
         with_past=True,
         encoder_decoder=True,
+    ),
+    Task(
+        "image-to-text",
+        "AutoModelForImageTextToText",
+        "MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES",
+        ("vision2seq-lm", "image-to-text-with-past", "image-captioning", "ocr"),
+        "image encoder + text decoder with a cache (TrOCR, Donut); generate()",
+        with_past=True,
+        encoder_decoder=True,
+        model_types=frozenset({"vision-encoder-decoder"}),
     ),
     Task(
         "image-classification",

@@ -561,6 +561,8 @@ def save_tiny_checkpoint(
 
     if model_type == "whisper":
         return _save_tiny_whisper(Path(folder), seed=seed, **overrides)
+    if model_type == "vision-encoder-decoder":
+        return _save_tiny_vision_encoder_decoder(Path(folder), seed=seed, **overrides)
     base = tiny_config(model_type)
     names = tokenizer_input_names(base, None)
     task_obj = get_task(task)
@@ -577,6 +579,76 @@ def save_tiny_checkpoint(
     folder = Path(folder)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    return folder
+
+
+def tiny_vision_encoder_decoder_config(
+    decoder: str = "trocr",
+    *,
+    init: float | None = None,
+    encoder_init: float = 0.2,
+    image_size: int = 32,
+) -> Any:
+    """A tiny VisionEncoderDecoderConfig: a ViT encoder and a `decoder` ("trocr", "gpt2",
+    "bert") text decoder with cross-attention over the tiny vocabulary.
+
+    The encoder is wider than the decoder, so the model's encoder-to-decoder projection is used.
+    `init` (the weights' standard deviation; by default one per decoder, found by trying) is
+    large enough that greedy paths vary with the image instead of repeating one token; the
+    encoder's stays small (at 1.0 its activations reach the thousands, past float32's
+    agreement with PyTorch at the default bound).
+    """
+    from transformers import (
+        BertConfig,
+        GPT2Config,
+        TrOCRConfig,
+        VisionEncoderDecoderConfig,
+        ViTConfig,
+    )
+
+    init = init if init is not None else {"trocr": 0.3, "gpt2": 0.5}.get(decoder, 0.3)
+    vocab = len(tiny_vocab())
+    pad, start, end = 0, SPECIAL_TOKENS.index("[CLS]"), SPECIAL_TOKENS.index("[SEP]")
+    tokens = {"pad_token_id": pad, "bos_token_id": start, "eos_token_id": end}
+    encoder = ViTConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+        image_size=image_size, patch_size=8, initializer_range=encoder_init,
+    )  # fmt: skip
+    decoders = {
+        "trocr": lambda: TrOCRConfig(
+            vocab_size=vocab, d_model=24, decoder_layers=2, decoder_attention_heads=2,
+            decoder_ffn_dim=37, max_position_embeddings=64, init_std=init,
+            decoder_start_token_id=start, **tokens,
+        ),
+        "gpt2": lambda: GPT2Config(
+            vocab_size=vocab, n_embd=24, n_layer=2, n_head=2, n_positions=64,
+            add_cross_attention=True, initializer_range=init, **tokens,
+        ),
+        "bert": lambda: BertConfig(
+            vocab_size=vocab, hidden_size=24, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=37, max_position_embeddings=64, is_decoder=True,
+            add_cross_attention=True, initializer_range=init, **tokens,
+        ),
+    }  # fmt: skip
+    config = VisionEncoderDecoderConfig(
+        encoder=encoder.to_dict(), decoder=decoders[decoder]().to_dict()
+    )
+    config.decoder_start_token_id, config.pad_token_id, config.eos_token_id = start, pad, end
+    config.architectures = ["VisionEncoderDecoderModel"]
+    return config
+
+
+def _save_tiny_vision_encoder_decoder(
+    folder: Path, *, seed: int, decoder: str = "trocr", **overrides: Any
+) -> Path:
+    from transformers import ViTImageProcessor
+
+    config = tiny_vision_encoder_decoder_config(decoder, **overrides)
+    model = tiny_model(config, "image-to-text", seed=seed)
+    size = int(config.encoder.image_size)
+    model.save_pretrained(folder)
+    tiny_tokenizer(["input_ids", "attention_mask"]).save_pretrained(folder)
+    ViTImageProcessor(size={"height": size, "width": size}).save_pretrained(folder)
     return folder
 
 

@@ -31,6 +31,8 @@ TESTED_DECODERS: tuple[str, ...] = (
 TESTED_SEQ2SEQ: tuple[str, ...] = ("bart", "m2m_100", "marian", "mbart", "mt5", "pegasus", "t5")
 # Speech encoder-decoder models: log-mel features in, tokens out, Whisper's generate() parity.
 TESTED_SPEECH: tuple[str, ...] = ("whisper",)
+# Image encoder-decoder models (TrOCR-style captioners): pixels in, tokens out.
+TESTED_VISION2SEQ: tuple[str, ...] = ("vision-encoder-decoder",)
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ def tested_tasks(model_type: str) -> tuple[str, ...]:
         tested.append("text2text-generation")
     if model_type in TESTED_SPEECH:
         tested.append("automatic-speech-recognition")
+    if model_type in TESTED_VISION2SEQ:
+        tested.append("image-to-text")
     return tuple(sorted(tested))
 
 

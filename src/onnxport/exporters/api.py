@@ -611,9 +611,7 @@ def _graphs(
     from onnxport.exporters.seq2seq import ENCODER_FILE, graph_parts
 
     graphs = []
-    for file_name, module, declared in graph_parts(
-        model, task.name == "automatic-speech-recognition"
-    ):
+    for file_name, module, declared in graph_parts(model, task.name):
         # The encoder runs once per input: no cache.
         part_task = replace(task, with_past=False) if file_name == ENCODER_FILE else task
         inputs = (

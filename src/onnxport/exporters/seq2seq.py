@@ -10,8 +10,9 @@ with an `If` per layer on whether that cache is empty. After the first step no d
 the encoder's states again (on Whisper's 1,500 positions that was most of a step's work).
 
 Speech models (Whisper) take log-mel `input_features` of a fixed number of frames instead of
-tokens, and their decoder has no mask over the encoder's states: `SpeechEncoderPart` and
-`SpeechDecoderPart` declare exactly those inputs.
+tokens, image captioners (VisionEncoderDecoderModel: TrOCR, Donut) take `pixel_values` of the
+vision encoder's size; neither decoder has a mask over the encoder's states. `SpeechEncoderPart`,
+`VisionEncoderPart` and `UnmaskedDecoderPart` declare exactly those inputs.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from transformers import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
 from onnxport.errors import UnsupportedModelError
-from onnxport.exporters.dummy import BATCH, Template
+from onnxport.exporters.dummy import BATCH, ENCODER, Template
 from onnxport.layout import DECODER_FILE, ENCODER_FILE
 
 DECODER_INPUTS = ["input_ids", "encoder_attention_mask", "encoder_hidden_states"]
-SPEECH_DECODER_INPUTS = ["input_ids", "encoder_hidden_states"]
+UNMASKED_DECODER_INPUTS = ["input_ids", "encoder_hidden_states"]
 
 
 def speech_frames(model: Any) -> int:
@@ -142,13 +143,47 @@ class SpeechEncoderPart(torch.nn.Module):
         return BaseModelOutput(last_hidden_state=output.last_hidden_state)
 
 
-class SpeechDecoderPart(torch.nn.Module):
-    """One decoding step of a speech model: its decoder attends to every encoder state."""
+class VisionEncoderPart(torch.nn.Module):
+    """The image encoder of a VisionEncoderDecoderModel: `pixel_values` at its configured size.
+
+    The size is the encoder's own (its position embeddings fix it), read from its config.
+    """
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        from onnxport.exporters import modality
+
+        self.encoder = model.get_encoder()
+        self.config = model.config
+        encoder_config = self.encoder.config
+        height, width = modality.image_size(encoder_config)
+        channels = modality.num_channels(encoder_config)
+        self.input_templates: dict[str, Template] = {
+            "pixel_values": (BATCH, channels, height, width)
+        }
+
+    def forward(self, pixel_values: torch.Tensor, return_dict: bool = True) -> BaseModelOutput:
+        """Encode the images."""
+        output = self.encoder(pixel_values=pixel_values, return_dict=True)
+        return BaseModelOutput(last_hidden_state=output.last_hidden_state)
+
+
+class UnmaskedDecoderPart(torch.nn.Module):
+    """One decoding step of a decoder that attends to every encoder state (frames, patches).
+
+    `encoder_hidden_states` are the encoder's own width: a VisionEncoderDecoderModel projects
+    them to the decoder's inside its forward, so the projection is part of this graph.
+    """
 
     def __init__(self, model: Any) -> None:
         super().__init__()
         self.model = model
         self.config = model.config
+        encoder_config = getattr(model.config, "encoder", None)
+        width = getattr(encoder_config, "hidden_size", None)
+        self.input_templates: dict[str, Template] = (
+            {"encoder_hidden_states": (BATCH, ENCODER, int(width))} if width else {}
+        )
 
     def forward(
         self,
@@ -194,12 +229,17 @@ class CrossAttentionPart(torch.nn.Module):
         return outputs
 
 
-def graph_parts(model: Any, speech: bool) -> list[tuple[str, torch.nn.Module, list[str] | None]]:
+def graph_parts(model: Any, task: str) -> list[tuple[str, torch.nn.Module, list[str] | None]]:
     """(file name, module, input names) of the two graphs; None: the tokenizer's names."""
-    if speech:
+    if task == "automatic-speech-recognition":
         return [
             (ENCODER_FILE, SpeechEncoderPart(model), ["input_features"]),
-            (DECODER_FILE, SpeechDecoderPart(model), list(SPEECH_DECODER_INPUTS)),
+            (DECODER_FILE, UnmaskedDecoderPart(model), list(UNMASKED_DECODER_INPUTS)),
+        ]
+    if task == "image-to-text":
+        return [
+            (ENCODER_FILE, VisionEncoderPart(model), ["pixel_values"]),
+            (DECODER_FILE, UnmaskedDecoderPart(model), list(UNMASKED_DECODER_INPUTS)),
         ]
     return [
         (ENCODER_FILE, EncoderPart(model), None),

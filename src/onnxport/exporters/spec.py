@@ -420,7 +420,7 @@ def derive_spec(
     for name, template in templates.items():
         if name in inputs:
             inputs[name] = {i: axis for i, axis in enumerate(template) if isinstance(axis, str)}
-    if "encoder_hidden_states" in inputs:
+    if "encoder_hidden_states" in inputs and "encoder_hidden_states" not in declared:
         hidden = getattr(config, "d_model", None) or config.hidden_size
         templates["encoder_hidden_states"] = (BATCH, ENCODER, int(hidden))
     if task.with_past:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         ORTModelForCausalLM,
         ORTModelForSeq2SeqLM,
         ORTModelForSpeechSeq2Seq,
+        ORTModelForVision2Seq,
     )
     from onnxport.runtime.modeling import (
         ORTModelForAudioClassification,

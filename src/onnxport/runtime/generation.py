@@ -257,7 +257,8 @@ class ORTModelForCausalLM(ORTGenerativeModel):
 class _ORTEncoder:
     """The encoder graph, which GenerationMixin calls through `get_encoder()`.
 
-    It takes token ids (and a mask) or, for speech models, log-mel `input_features`.
+    It takes token ids (and a mask), log-mel `input_features` (speech) or `pixel_values`
+    (image captioning).
     """
 
     def __init__(self, session: ort.InferenceSession) -> None:
@@ -273,15 +274,25 @@ class _ORTEncoder:
         input_ids: Any = None,
         attention_mask: Any = None,
         input_features: Any = None,
+        pixel_values: Any = None,
         **kwargs: Any,
     ) -> BaseModelOutput:
         """Encode the source; other keyword arguments (return_dict, ...) are ignored."""
         feed: dict[str, np.ndarray] = {}
-        if self.main_input_name == "input_features":
-            if input_features is None:
-                raise ORTModelError("Missing input_features (log-mel features) for the encoder.")
-            wanted = _numpy_type(self.session.get_inputs()[0].type)
-            feed["input_features"] = _as_numpy(input_features).astype(wanted, copy=False)
+        floats = {"input_features": input_features, "pixel_values": pixel_values}
+        if self.main_input_name in floats:
+            value = floats[self.main_input_name]
+            if value is None:
+                raise ORTModelError(f"Missing {self.main_input_name} for the encoder.")
+            graph_input = self.session.get_inputs()[0]
+            array = _as_numpy(value)
+            if array.ndim != len(graph_input.shape):
+                raise ORTModelError(
+                    f"The encoder takes {self.main_input_name} of {len(graph_input.shape)} "
+                    f"dimensions {tuple(graph_input.shape)}, not of shape {array.shape}: pass "
+                    "what the folder's preprocessor returns."
+                )
+            feed[self.main_input_name] = array.astype(_numpy_type(graph_input.type), copy=False)
         else:
             if input_ids is None:
                 raise ORTModelError("Missing input_ids for the encoder.")
@@ -354,12 +365,16 @@ class _ORTEncoderDecoder(ORTGenerativeModel):
         past_key_values: Any = None,
         use_cache: bool | None = None,
         input_features: Any = None,
+        pixel_values: Any = None,
         **kwargs: Any,
     ) -> Any:
         """One decoding step (running the encoder first when no encoder_outputs are given)."""
         if encoder_outputs is None:
             encoder_outputs = self.encoder(
-                input_ids=input_ids, attention_mask=attention_mask, input_features=input_features
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                input_features=input_features,
+                pixel_values=pixel_values,
             )
         if decoder_input_ids is None:
             raise ORTModelError("Missing decoder_input_ids for the decoding step.")
@@ -434,6 +449,22 @@ class ORTModelForSeq2SeqLM(_ORTEncoderDecoder):
 
     task = "text2text-generation"
     main_input_name = "input_ids"
+
+
+class ORTModelForVision2Seq(_ORTEncoderDecoder):
+    """Image to text with a VisionEncoderDecoderModel export (TrOCR, Donut); `generate()` as in
+    transformers.
+
+    `encoder_model.onnx` encodes `pixel_values` once, `decoder_model.onnx` runs once per step.
+
+    Example:
+        >>> model = ORTModelForVision2Seq.from_pretrained("out/")  # doctest: +SKIP
+        >>> model.generate(pixel_values=processor(images=image, return_tensors="pt").pixel_values)
+
+    """
+
+    task = "image-to-text"
+    main_input_name = "pixel_values"
 
 
 class _EncoderLayout:

@@ -2,8 +2,9 @@
 
 The pipeline logic (pre- and post-processing) is transformers' own; only the model is
 replaced by an ORT model, so results follow PyTorch's pipeline exactly. Question answering,
-text-to-text generation, summarization and translation, which transformers 5 dropped, use
-onnxport's own pipelines (`qa_pipeline`, `text2text_pipeline`). transformers' pipelines need
+text-to-text generation, summarization, translation and image-to-text, which transformers 5
+dropped, use onnxport's own pipelines (`qa_pipeline`, `text2text_pipeline`,
+`image_to_text_pipeline`). transformers' pipelines need
 torch; without it (or with `backend="numpy"`) the tasks in `NUMPY_PIPELINE_TASKS` run on
 onnxport's torch-free `numpy_pipelines`, with the same answers.
 """
@@ -37,6 +38,7 @@ PIPELINE_TASKS = (
     "fill-mask",
     "image-classification",
     "image-feature-extraction",
+    "image-to-text",
     "object-detection",
     "question-answering",
     "semantic-segmentation",
@@ -201,6 +203,13 @@ def _transformers_pipeline(
 
     translation_pair = task.startswith("translation_")
     name = task_obj.name
+    if name == "image-to-text":
+        from onnxport.runtime.image_to_text_pipeline import ImageToTextPipeline
+
+        if "image_processor" not in kwargs:
+            kwargs["image_processor"] = _preprocessor(ort_model.model_dir, "AutoImageProcessor")
+        tokenizer_obj = _tokenizer(tokenizer, ort_model.model_dir)
+        return ImageToTextPipeline(model=ort_model, tokenizer=tokenizer_obj, **kwargs)
     if name in _IMAGE_TASKS or name in _AUDIO_TASKS:
         if name in _IMAGE_TASKS and "image_processor" not in kwargs:
             kwargs["image_processor"] = _preprocessor(ort_model.model_dir, "AutoImageProcessor")

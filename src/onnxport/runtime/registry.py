@@ -24,6 +24,7 @@ CLASS_NAMES: dict[str, tuple[str, str]] = {
     "text-generation": (_GENERATION, "ORTModelForCausalLM"),
     "text2text-generation": (_GENERATION, "ORTModelForSeq2SeqLM"),
     "automatic-speech-recognition": (_GENERATION, "ORTModelForSpeechSeq2Seq"),
+    "image-to-text": (_GENERATION, "ORTModelForVision2Seq"),
     "image-feature-extraction": (_MODELING, "ORTModelForImageFeatureExtraction"),
     "image-classification": (_MODELING, "ORTModelForImageClassification"),
     "object-detection": (_MODELING, "ORTModelForObjectDetection"),
