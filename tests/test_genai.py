@@ -21,7 +21,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoTokenizer
 
-from model_table import DECODER_CASES, DECODER_INIT
+from model_table import ALL_CASES, DECODER_INIT
 from onnxport.exporters.genai import GENAI_CONFIG, GENAI_MODEL_TYPES
 from onnxport.extras import missing
 from onnxport.testing import tiny_config, tiny_model
@@ -75,7 +75,7 @@ def bpe_tokenizer() -> Any:
 def save_bpe_checkpoint(model_type: str, folder: Path) -> Path:
     """A tiny random decoder with the BPE tokenizer, saved as `save_pretrained` would."""
     tokenizer = bpe_tokenizer()
-    overrides = DECODER_CASES[model_type].overrides if model_type in DECODER_CASES else DECODER_INIT
+    overrides = ALL_CASES[model_type].overrides if model_type in ALL_CASES else DECODER_INIT
     config = tiny_config(model_type, tokenizer=tokenizer, **overrides)
     tiny_model(config, "text-generation").save_pretrained(folder)
     tokenizer.save_pretrained(folder)

@@ -10,7 +10,7 @@ import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import onnxport
-from model_table import DECODER_CASES
+from model_table import DECODER_CASES, DECODER_SLOW_CASES
 from onnxport.coverage.support import TESTED_DECODERS
 from onnxport.errors import ORTModelError
 from onnxport.exporters.dummy import PAST, TOTAL
@@ -32,7 +32,13 @@ def _prompts(folder: Path) -> tuple[object, dict[str, torch.Tensor]]:
     return tokenizer, tokenizer(PROMPTS, return_tensors="pt", padding=True)
 
 
-@pytest.mark.parametrize("model_type", sorted(DECODER_CASES))
+@pytest.mark.parametrize(
+    "model_type",
+    [
+        *sorted(DECODER_CASES),
+        *(pytest.param(m, marks=pytest.mark.slow) for m in sorted(DECODER_SLOW_CASES)),
+    ],
+)
 def test_export_and_greedy_parity(model_type: str, checkpoint, exported) -> None:
     ckpt, folder = _pair(model_type, checkpoint, exported)
     spec = onnxport.get_onnx_config(AutoModelForCausalLM.from_pretrained(ckpt), "text-generation")

@@ -34,7 +34,9 @@ def _images(count: int) -> list[Image.Image]:
 def captioner(request, tmp_path_factory) -> tuple[Path, Path]:
     """A tiny ViT + `decoder` checkpoint and its export, made by the CLI (task inferred)."""
     root = tmp_path_factory.mktemp(f"i2t-{request.param}")
-    ckpt = save_tiny_checkpoint("vision-encoder-decoder", TASK, root / "ckpt", decoder=request.param)
+    ckpt = save_tiny_checkpoint(
+        "vision-encoder-decoder", TASK, root / "ckpt", decoder=request.param
+    )
     # No --task: the checkpoint's architecture (VisionEncoderDecoderModel) names it.
     assert main(["export", "onnx", "--model", str(ckpt), str(root / "out")]) == 0
     return ckpt, root / "out"
@@ -81,7 +83,8 @@ def test_pipeline_matches_pytorch(captioner) -> None:
     images = _images(3)
     got = captions(images, max_new_tokens=10)
     assert got == reference(images, max_new_tokens=10)
-    assert len(got) == 3 and all(isinstance(r[0]["generated_text"], str) for r in got)
+    assert len(got) == 3
+    assert all(isinstance(r[0]["generated_text"], str) for r in got)
     assert captions(images[0], max_new_tokens=10) == got[0]  # one image: one list
 
 

@@ -407,7 +407,10 @@ def _rows(count: int) -> list[dict[str, Any]]:
     ]
 
 
-@pytest.mark.parametrize("suffix", [".jsonl", ".parquet", ".csv"])
+@pytest.mark.parametrize(
+    "suffix",
+    [".parquet", *(pytest.param(s, marks=pytest.mark.slow) for s in (".jsonl", ".csv"))],
+)
 def test_batch_outputs_equal_the_pipeline_in_order(
     suffix: str, ray_instance: None, text_classifier: Path, tmp_path: Path
 ) -> None:

@@ -589,10 +589,10 @@ def tiny_vision_encoder_decoder_config(
     encoder_init: float = 0.2,
     image_size: int = 32,
 ) -> Any:
-    """A tiny VisionEncoderDecoderConfig: a ViT encoder and a `decoder` ("trocr", "gpt2",
-    "bert") text decoder with cross-attention over the tiny vocabulary.
+    """A tiny VisionEncoderDecoderConfig: ViT encoder, `decoder` ("trocr", "gpt2", "bert").
 
-    The encoder is wider than the decoder, so the model's encoder-to-decoder projection is used.
+    The decoder has cross-attention and the tiny vocabulary. The encoder is wider than the
+    decoder, so the model's encoder-to-decoder projection is used.
     `init` (the weights' standard deviation; by default one per decoder, found by trying) is
     large enough that greedy paths vary with the image instead of repeating one token; the
     encoder's stays small (at 1.0 its activations reach the thousands, past float32's
@@ -609,7 +609,7 @@ def tiny_vision_encoder_decoder_config(
     init = init if init is not None else {"trocr": 0.3, "gpt2": 0.5}.get(decoder, 0.3)
     vocab = len(tiny_vocab())
     pad, start, end = 0, SPECIAL_TOKENS.index("[CLS]"), SPECIAL_TOKENS.index("[SEP]")
-    tokens = {"pad_token_id": pad, "bos_token_id": start, "eos_token_id": end}
+    tokens: dict[str, Any] = {"pad_token_id": pad, "bos_token_id": start, "eos_token_id": end}
     encoder = ViTConfig(
         hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
         image_size=image_size, patch_size=8, initializer_range=encoder_init,

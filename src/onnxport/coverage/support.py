@@ -22,13 +22,12 @@ TESTED_MODEL_TYPES: tuple[str, ...] = (
     "albert", "bert", "camembert", "deberta-v2", "distilbert", "electra", "modernbert",
     "mpnet", "roberta", "xlm-roberta",
 )  # fmt: skip
-# Decoder-only models: export with a key/value cache, validation, and generate() parity.
-TESTED_DECODERS: tuple[str, ...] = (
-    "bloom", "falcon", "gemma", "gemma2", "gpt2", "gpt_neox", "gptj", "granite", "llama",
-    "mistral", "olmo", "opt", "phi3", "qwen2", "qwen3", "smollm3",
-)  # fmt: skip
-# Encoder-decoder models: encoder + decoder graphs, validation, and generate() parity.
-TESTED_SEQ2SEQ: tuple[str, ...] = ("bart", "m2m_100", "marian", "mbart", "mt5", "pegasus", "t5")
+# Decoder-only models: export with a key/value cache, validation, and generate() parity. The
+# same test runs the others the coverage matrix validates under `make test-slow` (suite time).
+TESTED_DECODERS: tuple[str, ...] = ("gpt2", "llama", "mistral", "phi3", "qwen3")
+# Encoder-decoder models: encoder + decoder graphs, validation, and generate() parity (the
+# others, mT5, Marian, mBART, Pegasus, M2M100 and ten more, under `make test-slow`).
+TESTED_SEQ2SEQ: tuple[str, ...] = ("bart", "t5")
 # Speech encoder-decoder models: log-mel features in, tokens out, Whisper's generate() parity.
 TESTED_SPEECH: tuple[str, ...] = ("whisper",)
 # Image encoder-decoder models (TrOCR-style captioners): pixels in, tokens out.

@@ -452,10 +452,10 @@ class ORTModelForSeq2SeqLM(_ORTEncoderDecoder):
 
 
 class ORTModelForVision2Seq(_ORTEncoderDecoder):
-    """Image to text with a VisionEncoderDecoderModel export (TrOCR, Donut); `generate()` as in
-    transformers.
+    """Image to text with a VisionEncoderDecoderModel export (TrOCR, Donut): `generate()`.
 
-    `encoder_model.onnx` encodes `pixel_values` once, `decoder_model.onnx` runs once per step.
+    `generate()` is transformers'. `encoder_model.onnx` encodes `pixel_values` once,
+    `decoder_model.onnx` runs once per step.
 
     Example:
         >>> model = ORTModelForVision2Seq.from_pretrained("out/")  # doctest: +SKIP

@@ -26,9 +26,6 @@ class ImageToTextPipeline(Pipeline):
 
     """
 
-    _load_image_processor = True
-    _load_tokenizer = True
-
     def _sanitize_parameters(
         self, timeout: float | None = None, **generate_kwargs: Any
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
