@@ -589,7 +589,7 @@ def tiny_vision_encoder_decoder_config(
     encoder_init: float = 0.2,
     image_size: int = 32,
 ) -> Any:
-    """A tiny VisionEncoderDecoderConfig: ViT encoder, `decoder` ("trocr", "gpt2", "bert").
+    """A tiny VisionEncoderDecoderConfig: ViT encoder, `decoder` "trocr" or "gpt2".
 
     The decoder has cross-attention and the tiny vocabulary. The encoder is wider than the
     decoder, so the model's encoder-to-decoder projection is used.
@@ -598,15 +598,9 @@ def tiny_vision_encoder_decoder_config(
     encoder's stays small (at 1.0 its activations reach the thousands, past float32's
     agreement with PyTorch at the default bound).
     """
-    from transformers import (
-        BertConfig,
-        GPT2Config,
-        TrOCRConfig,
-        VisionEncoderDecoderConfig,
-        ViTConfig,
-    )
+    from transformers import GPT2Config, TrOCRConfig, VisionEncoderDecoderConfig, ViTConfig
 
-    init = init if init is not None else {"trocr": 0.3, "gpt2": 0.5}.get(decoder, 0.3)
+    init = init if init is not None else {"trocr": 0.3, "gpt2": 0.5}[decoder]
     vocab = len(tiny_vocab())
     pad, start, end = 0, SPECIAL_TOKENS.index("[CLS]"), SPECIAL_TOKENS.index("[SEP]")
     tokens: dict[str, Any] = {"pad_token_id": pad, "bos_token_id": start, "eos_token_id": end}
@@ -622,11 +616,6 @@ def tiny_vision_encoder_decoder_config(
         ),
         "gpt2": lambda: GPT2Config(
             vocab_size=vocab, n_embd=24, n_layer=2, n_head=2, n_positions=64,
-            add_cross_attention=True, initializer_range=init, **tokens,
-        ),
-        "bert": lambda: BertConfig(
-            vocab_size=vocab, hidden_size=24, num_hidden_layers=2, num_attention_heads=2,
-            intermediate_size=37, max_position_embeddings=64, is_decoder=True,
             add_cross_attention=True, initializer_range=init, **tokens,
         ),
     }  # fmt: skip

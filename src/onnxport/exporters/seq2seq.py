@@ -229,16 +229,19 @@ class CrossAttentionPart(torch.nn.Module):
         return outputs
 
 
+# Tasks whose encoder takes one float input and whose decoder attends to all of its states.
+_UNMASKED_ENCODERS: dict[str, tuple[type[torch.nn.Module], str]] = {
+    "automatic-speech-recognition": (SpeechEncoderPart, "input_features"),
+    "image-to-text": (VisionEncoderPart, "pixel_values"),
+}
+
+
 def graph_parts(model: Any, task: str) -> list[tuple[str, torch.nn.Module, list[str] | None]]:
     """(file name, module, input names) of the two graphs; None: the tokenizer's names."""
-    if task == "automatic-speech-recognition":
+    if task in _UNMASKED_ENCODERS:
+        encoder_part, encoder_input = _UNMASKED_ENCODERS[task]
         return [
-            (ENCODER_FILE, SpeechEncoderPart(model), ["input_features"]),
-            (DECODER_FILE, UnmaskedDecoderPart(model), list(UNMASKED_DECODER_INPUTS)),
-        ]
-    if task == "image-to-text":
-        return [
-            (ENCODER_FILE, VisionEncoderPart(model), ["pixel_values"]),
+            (ENCODER_FILE, encoder_part(model), [encoder_input]),
             (DECODER_FILE, UnmaskedDecoderPart(model), list(UNMASKED_DECODER_INPUTS)),
         ]
     return [

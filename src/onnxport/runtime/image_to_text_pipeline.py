@@ -32,10 +32,6 @@ class ImageToTextPipeline(Pipeline):
         preprocess = {} if timeout is None else {"timeout": timeout}
         return preprocess, generate_kwargs, {}
 
-    def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
-        """Caption one image or a list of images."""
-        return super().__call__(inputs, *args, **kwargs)
-
     def preprocess(self, image: Any, timeout: float | None = None) -> dict[str, Any]:  # type: ignore[override]
         """The image processor's `pixel_values` for one image."""
         processor: Any = self.image_processor
