@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -48,3 +49,41 @@ def assert_outputs_close(
         if mask is not None and ref.ndim >= 2 and ref.shape[:2] == mask.shape:
             got, ref = got[mask.astype(bool)], ref[mask.astype(bool)]
         np.testing.assert_allclose(got, ref, atol=atol, rtol=0, err_msg=name)
+
+
+def vision_language_prompts(
+    model: Any, lengths: tuple[int, ...] = (6, 3), *, seed: int = 0
+) -> dict[str, Any]:
+    """A left-padded batch of image + text prompts, one image each, as a processor builds.
+
+    Each row holds `lengths` text tokens split around its image's placeholder tokens.
+    """
+    from onnxport.exporters.vision_language import VisionPart, image_token_id
+
+    vision = VisionPart(model)
+    generator = torch.Generator().manual_seed(seed)
+    rows = len(lengths)
+    shape = [d if isinstance(d, int) else rows for d in vision.input_templates["pixel_values"]]
+    shape[0] = rows
+    pixels = torch.randn(shape, generator=generator)
+    extra: dict[str, Any] = {}
+    if vision.extras:
+        extra["pixel_attention_mask"] = torch.ones((*shape[:-3], *shape[-2:]), dtype=torch.long)
+    with torch.no_grad():
+        features = vision(pixels[:1], **{k: v[:1] for k, v in extra.items()})["image_features"]
+    per_image = features.shape[0] * features.shape[1]
+    token = image_token_id(model.config)
+    vocab = min(token, int(model.config.get_text_config().vocab_size))
+    width = max(lengths) + per_image
+    ids = torch.zeros((rows, width), dtype=torch.long)
+    mask = torch.zeros((rows, width), dtype=torch.long)
+    for row, length in enumerate(lengths):
+        text = torch.randint(5, vocab - 1, (length,), generator=generator)
+        before = length // 2
+        tokens = torch.cat([text[:before], torch.full((per_image,), token), text[before:]])
+        ids[row, width - len(tokens) :] = tokens
+        mask[row, width - len(tokens) :] = 1
+    inputs = {"input_ids": ids, "attention_mask": mask, "pixel_values": pixels, **extra}
+    if "token_type_ids" in inspect.signature(model.forward).parameters:
+        inputs["token_type_ids"] = (ids == token).long()
+    return inputs

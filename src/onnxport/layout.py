@@ -27,8 +27,11 @@ ONNX_FILE = "model.onnx"
 EXTERNAL_DATA_FILE = "model.onnx.data"  # the name torch.onnx gives it
 ENCODER_FILE = "encoder_model.onnx"
 DECODER_FILE = "decoder_model.onnx"
+VISION_FILE = "vision_encoder.onnx"  # a vision-language model's image features
+EMBED_FILE = "embed_tokens.onnx"  # its token embedding
 SINGLE = (ONNX_FILE,)
 ENCODER_DECODER = (ENCODER_FILE, DECODER_FILE)
+VISION_LANGUAGE = (VISION_FILE, EMBED_FILE, DECODER_FILE)
 
 ONNXPORT = "onnxport"
 TRANSFORMERS_JS = "transformers.js"
@@ -40,6 +43,8 @@ TRANSFORMERS_JS_FILES = {
     ONNX_FILE: f"{TRANSFORMERS_JS_DIR}/{ONNX_FILE}",
     ENCODER_FILE: f"{TRANSFORMERS_JS_DIR}/{ENCODER_FILE}",
     DECODER_FILE: f"{TRANSFORMERS_JS_DIR}/{MERGED_DECODER_FILE}",
+    VISION_FILE: f"{TRANSFORMERS_JS_DIR}/{VISION_FILE}",
+    EMBED_FILE: f"{TRANSFORMERS_JS_DIR}/{EMBED_FILE}",
 }
 # Variant tags -> the dtype suffix transformers.js loads them by (`dtype: "q4"` reads
 # `model_q4.onnx`); others keep onnxport's tag and load with `model_file_name`.
@@ -142,7 +147,7 @@ def find_base_graphs(folder: Path) -> tuple[str, ...] | None:
     Names are relative to `folder`: `("model.onnx",)`, or `("onnx/model.onnx",)` in the
     transformers.js layout.
     """
-    for files in (ENCODER_DECODER, SINGLE):
+    for files in (VISION_LANGUAGE, ENCODER_DECODER, SINGLE):
         for names in (files, tuple(TRANSFORMERS_JS_FILES[name] for name in files)):
             if all((folder / name).is_file() for name in names):
                 return names

@@ -35,6 +35,9 @@ class Task:
         model_types: when set, only these model types of `mapping` have this task's head
             (transformers files encoder-decoder captioners and vision-language models under
             one table; they export in different ways).
+        excluded_types: model types of `mapping` that another task exports instead.
+        vision_language: exported as vision_encoder.onnx, embed_tokens.onnx and
+            decoder_model.onnx (image features spliced into the token embeddings).
 
     """
 
@@ -46,6 +49,8 @@ class Task:
     with_past: bool = False
     encoder_decoder: bool = False
     model_types: frozenset[str] = frozenset()
+    excluded_types: frozenset[str] = frozenset()
+    vision_language: bool = False
 
     def model_classes(self) -> dict[str, str]:
         """Model type -> class name for every architecture with a head for this task."""
@@ -53,7 +58,7 @@ class Task:
         return {
             k: v if isinstance(v, str) else v[0]
             for k, v in table.items()
-            if not self.model_types or k in self.model_types
+            if (not self.model_types or k in self.model_types) and k not in self.excluded_types
         }
 
     def has_head(self, model_type: str) -> bool:
@@ -95,6 +100,18 @@ TASKS: tuple[Task, ...] = (
         "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES",
         ("sequence-classification", "sentiment-analysis"),
         "one label per text or text pair",
+    ),
+    # Before text-generation: a Gemma 3 checkpoint's class heads both tables, and a
+    # vision-language checkpoint is exported with its vision tower.
+    Task(
+        "image-text-to-text",
+        "AutoModelForImageTextToText",
+        "MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES",
+        ("vision-language", "vlm", "image-text-to-text-with-past"),
+        "vision encoder + token embedding + decoder with a cache (LLaVA, SmolVLM); generate()",
+        with_past=True,
+        excluded_types=frozenset({"vision-encoder-decoder"}),
+        vision_language=True,
     ),
     Task(
         "text-generation",

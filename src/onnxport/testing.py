@@ -650,3 +650,99 @@ def _save_tiny_whisper(folder: Path, *, seed: int, **overrides: Any) -> Path:
     tokenizer.save_pretrained(folder)
     features.save_pretrained(folder)
     return folder
+
+
+# Vision-language types whose tiny models the tests build: vision tower at 32x32 pixels in
+# 8x8 patches; Gemma 3 pools its 16 patches to 4 tokens per image.
+VISION_LANGUAGE_OVERRIDES: dict[str, dict[str, Any]] = {
+    "llava": {},
+    "idefics3": {},
+    "smolvlm": {},
+    # Untied: with the embedding as its output layer, tiny Gemma 3 repeats its last token.
+    "gemma3": {"mm_tokens_per_image": 4, "tie_word_embeddings": False},
+}
+
+
+IMAGE_TOKEN = "<image>"
+
+
+def tiny_vision_language_config(
+    model_type: str, *, tokenizer: Any | None = None, **overrides: Any
+) -> Any:
+    """A tiny vision-language config: 32x32 images, the image token the vocabulary's last id.
+
+    With a tokenizer (one holding `IMAGE_TOKEN`), the vocabulary and image token follow it.
+    """
+    config = tiny_config(model_type, tokenizer=tokenizer)
+    vision = config.vision_config
+    vision.image_size, vision.patch_size = 32, 8
+    text = config.get_text_config()
+    if tokenizer is not None:
+        text.vocab_size = len(tokenizer)
+    vocab = int(text.vocab_size)
+    token = vocab - 1 if tokenizer is None else int(tokenizer.convert_tokens_to_ids(IMAGE_TOKEN))
+    for name in ("image_token_id", "image_token_index"):
+        if hasattr(config, name):
+            setattr(config, name, token)
+    settings = {**VISION_LANGUAGE_OVERRIDES.get(model_type, {}), **overrides}
+    for key, value in settings.items():
+        setattr(config, key, value)
+        if text is not config and hasattr(text, key):
+            setattr(text, key, value)
+    return config
+
+
+def tiny_vision_language_model(
+    model_type: str, *, seed: int = 0, tokenizer: Any | None = None, **overrides: Any
+) -> Any:
+    """A tiny random vision-language model whose images change what it generates.
+
+    Matrices that the model initializes to zeros (Gemma 3's image projection) are drawn at
+    random like the others: at zero, the image would not reach the language model at all.
+    """
+    config = tiny_vision_language_config(model_type, tokenizer=tokenizer, **overrides)
+    model = tiny_model(config, "image-text-to-text", seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() >= 2 and not parameter.any():
+                std = float(getattr(config.get_text_config(), "initializer_range", 0.02))
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
+    return model
+
+
+_CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ message['role'] }}: "
+    "{% for part in message['content'] %}{% if part['type'] == 'image' %}<image>"
+    "{% else %}{{ part['text'] }}{% endif %}{% endfor %}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
+
+
+def save_tiny_llava(folder: str | Path, *, seed: int = 0) -> Path:
+    """A tiny LLaVA checkpoint with its processor (CLIP image processor, chat template).
+
+    The tokenizer is the tiny WordPiece one plus `IMAGE_TOKEN`, which the processor expands
+    to one placeholder per image patch, as real LLaVA checkpoints do.
+    """
+    from transformers import CLIPImageProcessor, LlavaProcessor
+
+    tokenizer = tiny_tokenizer(["input_ids", "attention_mask"])
+    tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
+    tokenizer.padding_side = "left"
+    model = tiny_vision_language_model("llava", seed=seed, tokenizer=tokenizer)
+    size = int(model.config.vision_config.image_size)
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessor(
+            size={"shortest_edge": size}, crop_size={"height": size, "width": size}
+        ),
+        tokenizer=tokenizer,
+        patch_size=int(model.config.vision_config.patch_size),
+        vision_feature_select_strategy=model.config.vision_feature_select_strategy,
+        num_additional_image_tokens=1,  # CLIP's class token, which "default" drops
+        chat_template=_CHAT_TEMPLATE,
+    )
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder

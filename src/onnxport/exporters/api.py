@@ -605,6 +605,13 @@ def _graphs(
     model: Any, task: Task, config: Any, tokenizer: Any
 ) -> list[tuple[str, torch.nn.Module, Task, list[str]]]:
     """The graphs to write: (file name, module, task, default input names) for each."""
+    if task.vision_language:
+        from onnxport.exporters.vision_language import graph_parts as vision_language_parts
+
+        return [
+            (file_name, module, task if cached else replace(task, with_past=False), names)
+            for file_name, module, names, cached in vision_language_parts(model)
+        ]
     if not task.encoder_decoder:
         names = default_input_names(model, config, tokenizer, with_past=task.with_past)
         return [(ONNX_FILE, model, task, names)]

@@ -249,13 +249,15 @@ def _make_one(
         return torch.randint(low, vocab, dims, generator=generator, dtype=torch.long)
     if name == "encoder_attention_mask":  # encoders' batches are padded at the end
         return _make_one("attention_mask", dims, config, shape, generator, False)
-    if name in ("encoder_hidden_states", "input_features", "input_values", "pixel_values"):
+    if name in (
+        "encoder_hidden_states", "input_features", "input_values", "pixel_values", "inputs_embeds"
+    ):  # fmt: skip
         return torch.randn(dims, generator=generator)
     if name == "bbox":  # (x0, y0, x1, y1) per token on LayoutLM's 0-1000 page grid
         corners = torch.randint(0, 500, (*dims[:-1], 2), generator=generator)
         sizes = torch.randint(1, 500, (*dims[:-1], 2), generator=generator)
         return torch.cat([corners, corners + sizes], dim=-1)
-    if name == "pixel_mask":
+    if name in ("pixel_mask", "pixel_attention_mask"):
         return torch.ones(dims, dtype=torch.long)
     if name == "attention_mask":
         mask = torch.ones(dims, dtype=torch.long)
@@ -269,6 +271,10 @@ def _make_one(
     if name == "token_type_ids":
         types = int(getattr(config, "type_vocab_size", 1) or 1)
         ids = torch.zeros(dims, dtype=torch.long)
+        if getattr(config, "image_token_id", None) is not None and dims[-1] > 2:
+            # A vision-language model marks image tokens 1 (they attend both ways): a block.
+            ids[..., 1 : 1 + dims[-1] // 2] = 1
+            return ids
         if types > 1:
             ids[..., dims[-1] // 2 :] = 1
         return ids

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from onnxport.runtime.base import ORTModel
     from onnxport.runtime.generation import (
         ORTModelForCausalLM,
+        ORTModelForImageTextToText,
         ORTModelForSeq2SeqLM,
         ORTModelForSpeechSeq2Seq,
         ORTModelForVision2Seq,

@@ -27,7 +27,15 @@ from transformers.modeling_outputs import BaseModelOutput, CausalLMOutputWithPas
 from transformers.models.whisper.generation_whisper import WhisperGenerationMixin
 
 from onnxport.errors import ORTModelError, first_line
-from onnxport.layout import DECODER_FILE, ENCODER_FILE, ONNX_FILE, encoder_file_for
+from onnxport.layout import (
+    DECODER_FILE,
+    EMBED_FILE,
+    ENCODER_FILE,
+    MERGED_DECODER_FILE,
+    ONNX_FILE,
+    VISION_FILE,
+    encoder_file_for,
+)
 from onnxport.runtime.base import ORTModel, _as_numpy
 from onnxport.sessions import create_session
 
@@ -252,6 +260,198 @@ class ORTModelForCausalLM(ORTGenerativeModel):
             "cache": cache,
             "use_cache": use_cache,
         }
+
+
+class ORTModelForImageTextToText(ORTModelForCausalLM):
+    """Vision-language generation (LLaVA, SmolVLM, Gemma 3); `generate()` as in transformers.
+
+    `vision_encoder.onnx` turns `pixel_values` into image features on the first step,
+    `embed_tokens.onnx` embeds the tokens, and the features replace the embeddings of the
+    image placeholder tokens (`config.image_token_id`), as the model's forward does;
+    `decoder_model.onnx` then runs every step with the cache.
+
+    Example:
+        >>> model = ORTModelForImageTextToText.from_pretrained("out/")  # doctest: +SKIP
+        >>> inputs = processor(images=image, text=prompt, return_tensors="pt")  # doctest: +SKIP
+        >>> model.generate(**inputs, max_new_tokens=20)  # doctest: +SKIP
+
+    """
+
+    task = "image-text-to-text"
+    default_file = DECODER_FILE
+
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        config: Any,
+        *,
+        model_dir: Path,
+        file_name: str = DECODER_FILE,
+        session_options: ort.SessionOptions | None = None,
+        _keep_alive: Any = None,
+    ) -> None:
+        super().__init__(
+            session,
+            config,
+            model_dir=model_dir,
+            file_name=file_name,
+            session_options=session_options,
+            _keep_alive=_keep_alive,
+        )
+        options = session_options if session_options is not None else self.default_session_options()
+        providers = session.get_providers()
+        self.vision = create_session(self._beside(VISION_FILE), options, providers)
+        self.embed = create_session(self._beside(EMBED_FILE), options, providers)
+        self.image_token_id = _image_token_id(config)
+        self._vision_inputs = {i.name: i for i in self.vision.get_inputs()}
+        pixels = self._vision_inputs["pixel_values"].shape
+        # Exported for one image at a time when the model's features are a Python list.
+        self._one_image = all(d == 1 for d in pixels[: len(pixels) - 3])
+
+    def _beside(self, graph: str) -> Path:
+        """The graph `graph` paired with this decoder (a variant's own when it has one)."""
+        folder, _, name = self.file_name.rpartition("/")
+        stems = (Path(MERGED_DECODER_FILE).stem, Path(DECODER_FILE).stem)
+        stem = next((s for s in stems if name.startswith(s)), Path(DECODER_FILE).stem)
+        suffix = name.removeprefix(stem)
+        base = Path(self.model_dir) / folder
+        for candidate in (graph.removesuffix(".onnx") + suffix, graph):
+            if (base / candidate).is_file():
+                return base / candidate
+        raise ORTModelError(f"No {graph} beside {self.file_name} in '{self.model_dir}'.")
+
+    def image_features(self, pixel_values: Any, pixel_attention_mask: Any = None) -> np.ndarray:
+        """The vision encoder's features for `pixel_values`, one row per placeholder token."""
+        pixels = _as_numpy(pixel_values)
+        graph = self._vision_inputs["pixel_values"]
+        if pixels.ndim != len(graph.shape):
+            raise ORTModelError(
+                f"The vision encoder takes pixel_values of {len(graph.shape)} dimensions "
+                f"{tuple(graph.shape)}, not of shape {pixels.shape}: pass what the folder's "
+                "processor returns."
+            )
+        lead = pixels.ndim - 3
+        images = pixels.reshape(-1, *pixels.shape[lead:]).astype(_numpy_type(graph.type))
+        masks = None
+        if "pixel_attention_mask" in self._vision_inputs:
+            if pixel_attention_mask is None:
+                mask = np.ones((*pixels.shape[:-3], *pixels.shape[-2:]), dtype=np.int64)
+            else:
+                mask = _as_numpy(pixel_attention_mask)
+            masks = mask.reshape(-1, *mask.shape[lead:])
+            # Images that are all zeros pad a prompt's image list; the model drops them too.
+            real = np.abs(images).reshape(len(images), -1).max(axis=1) > 0
+            images, masks = images[real], masks[real]
+        batches = (
+            [slice(i, i + 1) for i in range(len(images))] if self._one_image else [slice(None)]
+        )
+        features = []
+        for rows in batches:
+            feed = {
+                "pixel_values": images[rows].reshape(-1, *pixels.shape[1:lead], *images.shape[1:])
+            }
+            if masks is not None:
+                feed["pixel_attention_mask"] = (
+                    masks[rows]
+                    .reshape(-1, *pixels.shape[1:lead], *masks.shape[1:])
+                    .astype(np.int64)
+                )
+            try:
+                (result,) = self.vision.run(["image_features"], feed)
+            except Exception as err:
+                raise ORTModelError(
+                    f"ONNX Runtime failed on the vision encoder: {first_line(err)}"
+                ) from err
+            features.append(result.reshape(-1, result.shape[-1]))
+        return np.concatenate(features)
+
+    def forward(  # type: ignore[override]
+        self,
+        input_ids: Any = None,
+        pixel_values: Any = None,
+        attention_mask: Any = None,
+        position_ids: Any = None,
+        token_type_ids: Any = None,
+        pixel_attention_mask: Any = None,
+        cache: Any = None,
+        past_key_values: Any = None,
+        use_cache: bool | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """One step: embed the tokens, splice in the image features, run the decoder."""
+        if input_ids is None:
+            raise ORTModelError(f"Missing input 'input_ids'; this model takes {self._expected()}.")
+        cache = self._step_cache(cache, past_key_values)
+        ids = _as_numpy(input_ids).astype(np.int64)
+        batch, length = ids.shape
+        past_length = cache.get_seq_length() if cache is not None else 0
+        try:
+            (embeds,) = self.embed.run(["inputs_embeds"], {"input_ids": ids})
+        except Exception as err:
+            raise ORTModelError(f"ONNX Runtime failed on embed_tokens: {first_line(err)}") from err
+        placeholders = ids == self.image_token_id
+        if pixel_values is not None:
+            features = self.image_features(pixel_values, pixel_attention_mask)
+            if int(placeholders.sum()) != len(features):
+                raise ORTModelError(
+                    f"The prompts hold {int(placeholders.sum())} image tokens but the images give "
+                    f"{len(features)} features: build the inputs with the folder's processor."
+                )
+            embeds = embeds.copy()
+            embeds[placeholders] = features.astype(embeds.dtype, copy=False)
+        elif placeholders.any() and past_length == 0:
+            raise ORTModelError("The prompts hold image tokens but no pixel_values were given.")
+        if attention_mask is None:
+            mask = np.ones((batch, past_length + length), dtype=np.int64)
+        else:
+            mask = _as_numpy(attention_mask).astype(np.int64)
+        feed: dict[str, np.ndarray] = {"inputs_embeds": embeds, "attention_mask": mask}
+        if "position_ids" in self.input_names:
+            if position_ids is None:
+                positions = np.clip(np.cumsum(mask, axis=-1) - 1, 0, None)
+                position_ids = positions[:, -length:]
+            feed["position_ids"] = _as_numpy(position_ids).astype(np.int64)
+        if "token_type_ids" in self.input_names:
+            # Image tokens are type 1 (they attend to each other both ways), text 0.
+            types = placeholders if token_type_ids is None else _as_numpy(token_type_ids)
+            feed["token_type_ids"] = types.astype(np.int64)
+        feed.update(self._past_feed(cache, batch))
+        outputs = self._run_step(feed)
+        new_cache = self._store_cache(cache, outputs) if use_cache is not False else None
+        return CausalLMOutputWithPast(logits=torch.from_numpy(outputs["logits"]), cache=new_cache)
+
+    def prepare_inputs_for_generation(
+        self,
+        input_ids: torch.Tensor,
+        cache: Any = None,
+        past_key_values: Any = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        use_cache: bool = True,
+        pixel_values: torch.Tensor | None = None,
+        pixel_attention_mask: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """The causal step's inputs; images only on the first step (the cache holds them after)."""
+        inputs = super().prepare_inputs_for_generation(
+            input_ids, cache=cache, past_key_values=past_key_values,
+            attention_mask=attention_mask, token_type_ids=token_type_ids, use_cache=use_cache,
+        )  # fmt: skip
+        step = self._step_cache(cache, past_key_values, use_cache)
+        first = step is None or step.get_seq_length() == 0
+        if not first:
+            inputs["token_type_ids"] = None  # generated tokens are text
+        inputs["pixel_values"] = pixel_values if first else None
+        inputs["pixel_attention_mask"] = pixel_attention_mask if first else None
+        return inputs
+
+
+def _image_token_id(config: Any) -> int:
+    for name in ("image_token_id", "image_token_index"):
+        value = getattr(config, name, None)
+        if isinstance(value, int):
+            return value
+    raise ORTModelError("The folder's config.json has no image_token_id: it is not a VLM export.")
 
 
 class _ORTEncoder:

@@ -38,6 +38,7 @@ PIPELINE_TASKS = (
     "fill-mask",
     "image-classification",
     "image-feature-extraction",
+    "image-text-to-text",
     "image-to-text",
     "object-detection",
     "question-answering",
@@ -210,6 +211,11 @@ def _transformers_pipeline(
             kwargs["image_processor"] = _preprocessor(ort_model.model_dir, "AutoImageProcessor")
         tokenizer_obj = _tokenizer(tokenizer, ort_model.model_dir)
         return ImageToTextPipeline(model=ort_model, tokenizer=tokenizer_obj, **kwargs)
+    if name == "image-text-to-text":
+        # transformers' own pipeline: chat messages and images through the folder's processor.
+        if kwargs.get("processor") is None:
+            kwargs["processor"] = _preprocessor(ort_model.model_dir, "AutoProcessor")
+        return _build(name, ort_model, tokenizer, kwargs)
     if name in _IMAGE_TASKS or name in _AUDIO_TASKS:
         if name in _IMAGE_TASKS and "image_processor" not in kwargs:
             kwargs["image_processor"] = _preprocessor(ort_model.model_dir, "AutoImageProcessor")
@@ -256,14 +262,16 @@ def _build(task: str, model: Any, tokenizer: Any, kwargs: dict[str, Any]) -> Any
 
 
 def _preprocessor(folder: Path, auto_class: str) -> Any:
-    """The folder's image processor or feature extractor (preprocessor_config.json)."""
+    """The folder's image processor, feature extractor or processor (its saved configs)."""
     import transformers
 
-    kind = "image_processor" if auto_class == "AutoImageProcessor" else "feature_extractor"
+    kinds = {"AutoImageProcessor": "image_processor", "AutoProcessor": "processor"}
+    kind = kinds.get(auto_class, "feature_extractor")
     try:
         return getattr(transformers, auto_class).from_pretrained(folder)
     except (OSError, ValueError, KeyError) as err:
         raise ORTModelError(
-            f"No {kind.replace('_', ' ')} (preprocessor_config.json) in '{folder}'; pass "
+            f"No {kind.replace('_', ' ')} (preprocessor_config.json or processor_config.json) in "
+            f"'{folder}'; pass "
             f"{kind}=... explicitly, or export with processor=..."
         ) from err

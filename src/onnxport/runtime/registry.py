@@ -25,6 +25,7 @@ CLASS_NAMES: dict[str, tuple[str, str]] = {
     "text2text-generation": (_GENERATION, "ORTModelForSeq2SeqLM"),
     "automatic-speech-recognition": (_GENERATION, "ORTModelForSpeechSeq2Seq"),
     "image-to-text": (_GENERATION, "ORTModelForVision2Seq"),
+    "image-text-to-text": (_GENERATION, "ORTModelForImageTextToText"),
     "image-feature-extraction": (_MODELING, "ORTModelForImageFeatureExtraction"),
     "image-classification": (_MODELING, "ORTModelForImageClassification"),
     "object-detection": (_MODELING, "ORTModelForObjectDetection"),

@@ -1,0 +1,121 @@
+"""Vision-language generation: vision encoder + token embedding + cached decoder graphs,
+generate() and pipeline parity with PyTorch on batches of image + text prompts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import transformers
+from PIL import Image
+
+import onnxport
+from helpers import vision_language_prompts
+from onnxport.cli.main import main
+from onnxport.errors import ORTModelError
+from onnxport.testing import save_tiny_llava, tiny_vision_language_model
+from test_errors import assert_one_error_line, run_cli
+
+# One worker builds each model's export once.
+pytestmark = pytest.mark.xdist_group("vision-language")
+
+TASK = "image-text-to-text"
+GRAPHS = {"vision_encoder.onnx", "embed_tokens.onnx", "decoder_model.onnx"}
+# LLaVA (features a list per image: exported for one image a run), Idefics3 (images per
+# prompt with a padding mask, pixel shuffle), Gemma 3 (image tokens attend both ways).
+# SmolVLM is Idefics3's code under another name: under `make test-slow`.
+CASES = ["llava", "idefics3", "gemma3", pytest.param("smolvlm", marks=pytest.mark.slow)]
+
+
+@pytest.fixture(scope="module", params=CASES)
+def exported(request, tmp_path_factory) -> tuple[torch.nn.Module, Path]:
+    """A tiny model and its export. LLaVA goes through a checkpoint and the CLI (task
+    inferred from its architecture); the others through the API."""
+    root = tmp_path_factory.mktemp(f"vlm-{request.param}")
+    if request.param == "llava":
+        ckpt = save_tiny_llava(root / "ckpt")
+        assert main(["export", "onnx", "--model", str(ckpt), str(root / "out")]) == 0
+        model = transformers.AutoModelForImageTextToText.from_pretrained(ckpt).eval()
+    else:
+        model = tiny_vision_language_model(request.param)
+        result = onnxport.export(model, root / "out", task=TASK)
+        assert [r.model_path.name for r in result.reports] == [
+            "vision_encoder.onnx", "embed_tokens.onnx", "decoder_model.onnx",
+        ]  # fmt: skip
+        labels = {check.inputs for check in result.reports[-1].checks}
+        assert any("past" in label for label in labels)
+        assert any("past" not in label for label in labels)
+    return model, root / "out"
+
+
+def _generate(model, inputs, **kwargs) -> torch.Tensor:
+    with torch.no_grad():
+        return model.generate(**inputs, max_new_tokens=8, do_sample=False, **kwargs)
+
+
+def test_greedy_tokens_equal_pytorch_on_a_batch_of_two(exported) -> None:
+    pt_model, folder = exported
+    assert {p.name for p in folder.iterdir()} >= GRAPHS
+    ort_model = onnxport.ORTModelForImageTextToText.from_pretrained(folder)
+    inputs = vision_language_prompts(pt_model)  # left-padded: rows of 6 and 3 text tokens
+    expected = _generate(pt_model, inputs)
+    assert torch.equal(_generate(ort_model, inputs), expected)
+    # The images reach the tokens: other pixels, other tokens (so the check above is one).
+    other = {**inputs, "pixel_values": -inputs["pixel_values"]}
+    assert not torch.equal(_generate(pt_model, other), expected)
+    assert torch.equal(_generate(ort_model, other), _generate(pt_model, other))
+
+
+def test_pipeline_takes_chat_messages_with_images(tmp_path: Path) -> None:
+    """transformers' image-text-to-text pipeline over the folder's processor (LLaVA's)."""
+    ckpt = save_tiny_llava(tmp_path / "ckpt")
+    folder = tmp_path / "out"
+    assert main(["export", "onnx", "--model", str(ckpt), "--task", "vlm", str(folder)]) == 0
+    rng = np.random.default_rng(0)
+    images = [
+        Image.fromarray(rng.integers(0, 255, (40 + 8 * i, 48, 3), dtype=np.uint8)) for i in range(2)
+    ]
+    chats = [
+        [{"role": "user", "content": [
+            {"type": "image", "image": images[0]}, {"type": "text", "text": "what is this"},
+        ]}],
+        [{"role": "user", "content": [
+            {"type": "text", "text": "hi"}, {"type": "image", "image": images[1]},
+        ]}],
+    ]  # fmt: skip
+    settings = {"generate_kwargs": {"max_new_tokens": 8, "do_sample": False}}
+    reference = transformers.pipeline(
+        TASK,
+        model=transformers.AutoModelForImageTextToText.from_pretrained(ckpt),
+        processor=transformers.AutoProcessor.from_pretrained(ckpt),
+    )
+    ours = onnxport.pipeline(TASK, model=folder)
+    got = ours(text=chats, return_full_text=False, **settings)
+    assert got == reference(text=chats, return_full_text=False, **settings)
+    assert all(row[0]["generated_text"].strip() for row in got)
+
+
+def test_wrong_inputs_are_one_clear_error(exported) -> None:
+    pt_model, folder = exported
+    model = onnxport.ORTModelForImageTextToText.from_pretrained(folder)
+    inputs = vision_language_prompts(pt_model)
+    with pytest.raises(ORTModelError, match="image tokens but no pixel_values"):
+        model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+    one_image = {**inputs, "pixel_values": inputs["pixel_values"][:1]}
+    one_image.pop("pixel_attention_mask", None)
+    with pytest.raises(ORTModelError, match="image tokens but the images give"):
+        model(**one_image)
+
+
+def test_a_model_without_a_vision_tower_is_refused_in_one_line(tmp_path: Path, capsys) -> None:
+    from onnxport.testing import save_tiny_checkpoint
+
+    ckpt = save_tiny_checkpoint("llama", "text-generation", tmp_path / "llama")
+    code, _, err = run_cli(
+        ["export", "onnx", "--model", str(ckpt), "--task", TASK, str(tmp_path / "out")], capsys
+    )
+    assert code != 0
+    assert_one_error_line(err, "no head for task 'image-text-to-text'")
+    assert not (tmp_path / "out").exists()
