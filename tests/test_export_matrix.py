@@ -17,22 +17,26 @@ import onnxport
 from helpers import assert_outputs_close, tokenize
 from model_table import CASES
 from onnxport.cli.main import main
-from onnxport.coverage.support import TESTED_MODEL_TYPES, matrix_pairs
+from onnxport.coverage.support import TESTED_MODEL_TYPES, default_matrix_pairs, matrix_pairs
 from onnxport.runtime import ORT_MODEL_CLASSES
 from onnxport.tasks import get_task
 
 
 def _params() -> list[object]:
     params = []
+    default = set(default_matrix_pairs())
     for model_type, task in matrix_pairs():
         reason = CASES[model_type].xfail.get(task)
         marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
+        if (model_type, task) not in default:
+            marks.append(pytest.mark.slow)  # suite time: `make test-slow` runs every pair
         params.append(pytest.param(model_type, task, id=f"{model_type}-{task}", marks=marks))
     return params
 
 
+# The CLI export runs once per model type, on a pair the default suite runs.
 _FIRST_TASK: dict[str, str] = {}
-for _model_type, _task in matrix_pairs():
+for _model_type, _task in default_matrix_pairs():
     _FIRST_TASK.setdefault(_model_type, _task)
 
 

@@ -18,6 +18,9 @@ from onnxport.runtime.image_to_text_pipeline import ImageToTextPipeline
 from onnxport.testing import save_tiny_checkpoint
 from test_errors import assert_one_error_line, run_cli
 
+# One worker builds each captioner once (split across workers, each built its own).
+pytestmark = pytest.mark.xdist_group("image-to-text")
+
 TASK = "image-to-text"
 
 

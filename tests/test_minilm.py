@@ -15,6 +15,9 @@ from transformers import AutoTokenizer
 import onnxport
 from onnxport.cli.demo import default_model_path, mean_pool
 
+# One worker builds the module's exports once (split across workers, each built its own).
+pytestmark = pytest.mark.xdist_group("minilm")
+
 SENTENCES = [
     "Hi.",
     "The cat sat on the mat.",

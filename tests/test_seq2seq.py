@@ -58,7 +58,8 @@ def _check_parity(case, checkpoint, exported) -> None:
     assert torch.equal(ort_model.generate(**inputs, **beams), pt_model.generate(**inputs, **beams))
 
 
-def test_decoder_validation_covers_empty_and_non_empty_past(
+@pytest.mark.slow  # suite time: the API test below proves the same validation
+def test_cli_reports_both_graphs_validated(
     tmp_path, checkpoint, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ckpt = checkpoint("t5", "text2text-generation")
@@ -71,6 +72,9 @@ def test_decoder_validation_covers_empty_and_non_empty_past(
     assert "present.1.value" in stdout
     assert "[x]" not in stdout
 
+
+def test_decoder_validation_covers_empty_and_non_empty_past(tmp_path, checkpoint) -> None:
+    ckpt = checkpoint("t5", "text2text-generation")
     result = onnxport.export(ckpt, tmp_path / "api")
     assert result.task == "text2text-generation"
     assert [r.model_path.name for r in result.reports] == [
