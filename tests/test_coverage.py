@@ -132,9 +132,9 @@ def test_every_registered_adapter_is_exercised_by_the_sample() -> None:
     assert set(ADAPTERS.registered()) - sampled == set()
 
 
-# A sixteenth of the sample runs in `make test`, the rest with `make test-slow`: the whole
+# A 32nd of the sample runs in `make test`, the rest with `make test-slow`: the whole
 # sample took 11 CPU-minutes, and an eighth of it almost 4 minutes of a 28-minute default suite.
-PARTS = 16
+PARTS = 32
 
 
 @pytest.mark.parametrize(

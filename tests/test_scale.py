@@ -351,6 +351,7 @@ class TestServe:
         assert "feature-extraction" in spec["info"]["title"]
 
 
+@pytest.mark.slow  # 70 s of its own Ray start-up; TestServe serves the same app in-process
 def test_serve_command_starts_answers_and_stops(text_classifier: Path, tmp_path: Path) -> None:
     """The real command in its own process (its own local Ray, HAProxy in front), then Ctrl-C."""
     port = free_port()

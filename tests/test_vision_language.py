@@ -3,6 +3,7 @@ generate() and pipeline parity with PyTorch on batches of image + text prompts."
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -29,15 +30,25 @@ GRAPHS = {"vision_encoder.onnx", "embed_tokens.onnx", "decoder_model.onnx"}
 CASES = ["llava", "idefics3", "gemma3", pytest.param("smolvlm", marks=pytest.mark.slow)]
 
 
-@pytest.fixture(scope="module", params=CASES)
+@pytest.fixture(scope="session")
+def llava(tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny LLaVA checkpoint (with its processor) and its export by the CLI, task inferred
+    from the checkpoint's architecture."""
+    root = tmp_path_factory.mktemp("vlm-llava")
+    ckpt = save_tiny_llava(root / "ckpt")
+    assert main(["export", "onnx", "--model", str(ckpt), str(root / "out")]) == 0
+    return ckpt, root / "out"
+
+
+# Session scope: loadgroup may run other modules' tests in between, which would rebuild it.
+@pytest.fixture(scope="session", params=CASES)
 def exported(request, tmp_path_factory) -> tuple[torch.nn.Module, Path]:
-    """A tiny model and its export. LLaVA goes through a checkpoint and the CLI (task
-    inferred from its architecture); the others through the API."""
+    """A tiny model and its export: LLaVA's from its checkpoint, the others by the API."""
     root = tmp_path_factory.mktemp(f"vlm-{request.param}")
     if request.param == "llava":
-        ckpt = save_tiny_llava(root / "ckpt")
-        assert main(["export", "onnx", "--model", str(ckpt), str(root / "out")]) == 0
+        ckpt, out = request.getfixturevalue("llava")
         model = transformers.AutoModelForImageTextToText.from_pretrained(ckpt).eval()
+        return model, out
     else:
         model = tiny_vision_language_model(request.param)
         result = onnxport.export(model, root / "out", task=TASK)
@@ -68,11 +79,9 @@ def test_greedy_tokens_equal_pytorch_on_a_batch_of_two(exported) -> None:
     assert torch.equal(_generate(ort_model, other), _generate(pt_model, other))
 
 
-def test_pipeline_takes_chat_messages_with_images(tmp_path: Path) -> None:
+def test_pipeline_takes_chat_messages_with_images(llava) -> None:
     """transformers' image-text-to-text pipeline over the folder's processor (LLaVA's)."""
-    ckpt = save_tiny_llava(tmp_path / "ckpt")
-    folder = tmp_path / "out"
-    assert main(["export", "onnx", "--model", str(ckpt), "--task", "vlm", str(folder)]) == 0
+    ckpt, folder = llava
     rng = np.random.default_rng(0)
     images = [
         Image.fromarray(rng.integers(0, 255, (40 + 8 * i, 48, 3), dtype=np.uint8)) for i in range(2)
@@ -119,3 +128,59 @@ def test_a_model_without_a_vision_tower_is_refused_in_one_line(tmp_path: Path, c
     assert code != 0
     assert_one_error_line(err, "no head for task 'image-text-to-text'")
     assert not (tmp_path / "out").exists()
+
+
+def test_int8_variant_is_guarded_with_images_and_generates(llava, tmp_path: Path) -> None:
+    """quantize writes a variant of all three graphs; the guard feeds an image through the
+    folder's processor (LLaVA's), and the variant loads and generates."""
+    from onnxport.variants.quantize import quantize
+
+    ckpt, folder = llava
+    pt_model = transformers.AutoModelForImageTextToText.from_pretrained(ckpt).eval()
+
+    work = tmp_path / "folder"
+    shutil.copytree(folder, work)
+    result = quantize(work, "int8-dynamic")
+    assert result.accuracy.min_cosine >= 0.99
+    names = {p.name for p in work.iterdir()}
+    assert {
+        "vision_encoder_int8.onnx",
+        "embed_tokens_int8.onnx",
+        "decoder_model_int8.onnx",
+    } <= names
+    model = onnxport.ORTModelForImageTextToText.from_pretrained(
+        work, file_name="decoder_model_int8.onnx"
+    )
+    assert (model.vision_file.name, model.embed_file.name) == (
+        "vision_encoder_int8.onnx", "embed_tokens_int8.onnx",
+    )  # fmt: skip
+    tokens = _generate(model, vision_language_prompts(pt_model))
+    assert tokens.shape[1] > vision_language_prompts(pt_model)["input_ids"].shape[1]
+
+
+def test_transformers_js_generates_the_same_tokens(llava, tmp_path: Path) -> None:
+    """The transformers.js layout, run by transformers.js itself (Node): LLaVA on a padded
+    batch of two image + text prompts, greedy tokens equal to PyTorch's."""
+    from test_transformers_js import run_transformers_js
+
+    ckpt, _ = llava
+    args = ["export", "onnx", "--layout", "transformers.js", "--task", "vlm", "--model", str(ckpt)]
+    assert main([*args, str(tmp_path / "llava-js")]) == 0
+    names = {p.name for p in (tmp_path / "llava-js" / "onnx").iterdir()}
+    assert names >= {"vision_encoder.onnx", "embed_tokens.onnx", "decoder_model_merged.onnx"}
+    pt_model = transformers.AutoModelForImageTextToText.from_pretrained(ckpt).eval()
+    inputs = vision_language_prompts(pt_model)
+    expected = _generate(pt_model, inputs)
+    pixels = inputs["pixel_values"]
+    (answer,) = run_transformers_js(
+        tmp_path,
+        [{
+            "kind": "vision-language", "name": "llava-js", "max_new_tokens": 8,
+            "input_ids": inputs["input_ids"].tolist(),
+            "attention_mask": inputs["attention_mask"].tolist(),
+            "pixel_values": pixels.tolist(), "dims": list(pixels.shape),
+        }],
+    )  # fmt: skip
+    assert answer["sequences"] == expected.tolist()
+    ours = onnxport.ORTModelForImageTextToText.from_pretrained(tmp_path / "llava-js")
+    assert torch.equal(_generate(ours, inputs), expected)

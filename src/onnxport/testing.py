@@ -674,8 +674,9 @@ def tiny_vision_language_config(
     With a tokenizer (one holding `IMAGE_TOKEN`), the vocabulary and image token follow it.
     """
     config = tiny_config(model_type, tokenizer=tokenizer)
-    vision = config.vision_config
-    vision.image_size, vision.patch_size = 32, 8
+    vision = getattr(config, "vision_config", None)
+    if vision is not None and hasattr(vision, "image_size"):
+        vision.image_size, vision.patch_size = 32, 8
     text = config.get_text_config()
     if tokenizer is not None:
         text.vocab_size = len(tokenizer)
@@ -746,3 +747,17 @@ def save_tiny_llava(folder: str | Path, *, seed: int = 0) -> Path:
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+def tiny_model_for(model_type: str, task: str, *, seed: int = 0) -> Any:
+    """The tiny random model the coverage matrix exports for a (model type, task) pair.
+
+    Vision-language models get small images and an image token inside the vocabulary;
+    encoder-decoder captioners a ViT encoder and a TrOCR decoder (their config has no
+    defaults to shrink).
+    """
+    if task == "image-text-to-text":
+        return tiny_vision_language_model(model_type, seed=seed)
+    if model_type == "vision-encoder-decoder":
+        return tiny_model(tiny_vision_encoder_decoder_config(), task, seed=seed)
+    return tiny_model(tiny_config(model_type), task, seed=seed)

@@ -2,8 +2,8 @@
 // one JSON answer per case on stdout. Used by tests/test_transformers_js.py.
 import { readFileSync } from 'node:fs';
 import {
-    env, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSpeechSeq2Seq, AutoTokenizer,
-    Tensor, pipeline,
+    env, AutoModel, AutoModelForCausalLM, AutoModelForImageTextToText, AutoModelForSeq2SeqLM,
+    AutoModelForSpeechSeq2Seq, AutoTokenizer, Tensor, pipeline,
 } from '@huggingface/transformers';
 
 env.allowRemoteModels = false;
@@ -48,6 +48,14 @@ for (const c of request.cases) {
         const model = await AutoModelForSpeechSeq2Seq.from_pretrained(c.name, options);
         const features = new Tensor('float32', Float32Array.from(c.input_features.flat(2)), c.dims);
         const out = await model.generate({ input_features: features, max_new_tokens: c.max_new_tokens, do_sample: false });
+        answers.push({ sequences: rowsOf(out) });
+    } else if (c.kind === 'vision-language') {
+        const model = await AutoModelForImageTextToText.from_pretrained(c.name, options);
+        const pixel_values = new Tensor('float32', Float32Array.from(c.pixel_values.flat(Infinity)), c.dims);
+        const out = await model.generate({
+            input_ids: int64(c.input_ids), attention_mask: int64(c.attention_mask), pixel_values,
+            max_new_tokens: c.max_new_tokens, do_sample: false,
+        });
         answers.push({ sequences: rowsOf(out) });
     } else if (c.kind === 'tokenizer') {
         const tokenizer = await AutoTokenizer.from_pretrained(c.name);

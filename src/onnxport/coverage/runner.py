@@ -3,7 +3,7 @@
 Pairs run in worker processes, a few pairs per worker (imports are paid once per chunk): a
 crash, a hang or a memory blow-up in one model's code fails that pair alone and the rest of
 its chunk moves to a fresh worker (`--timeout` bounds each pair). A tiny random model is built
-from the model type's default config (`onnxport.testing.tiny_config`), exported with the
+from the model type's default config (`onnxport.testing.tiny_model_for`), exported with the
 generic path and validated at two shapes unlike the traced one. The result is PASS, FAIL (the
 error type as category, and the first line of the reason) or SKIP (the pair cannot be built
 offline: the config or model needs files, extra packages or remote code).
@@ -76,13 +76,12 @@ def run_pair(model_type: str, task: str) -> PairResult:
 
     from onnxport.errors import OnnxportError
     from onnxport.exporters.api import export
-    from onnxport.testing import tiny_config, tiny_model
+    from onnxport.testing import tiny_model_for
 
     start = time.perf_counter()
     torch.set_num_threads(1)
     try:
-        config = tiny_config(model_type)
-        model = tiny_model(config, task)
+        model = tiny_model_for(model_type, task)
     except Exception as err:  # the pair cannot be built here: not onnxport's failure
         return PairResult(
             model_type, task, SKIP, type(err).__name__, _first_line(err), _since(start)

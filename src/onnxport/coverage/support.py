@@ -1,7 +1,7 @@
 """Which architectures onnxport's own test suite proves, and what else the generic path tries.
 
 `TESTED_MODEL_TYPES` is the list the test matrix runs: every task each of these has a head
-for is exported, validated and run against PyTorch (two per architecture in `make test`, all
+for is exported, validated and run against PyTorch (one per architecture in `make test`, all
 in `make test-slow`). The coverage matrix
 (`onnxport coverage`, packaged as `data/coverage.json`) adds every pair it validated.
 `onnxport architectures` and the README's section are generated from both, so they cannot
@@ -124,19 +124,18 @@ def matrix_pairs() -> list[tuple[str, str]]:
 
 
 def default_matrix_pairs() -> list[tuple[str, str]]:
-    """The pairs of `matrix_pairs` that `make test` runs: two tasks per architecture.
+    """The pairs of `matrix_pairs` that `make test` runs: one task per architecture.
 
-    The i-th architecture takes tasks i and i + 3 of `ENCODER_TASKS` (modulo 6), so every
-    task runs on three or four architectures and every architecture on two tasks, at a
-    third of the whole matrix's time.
+    The i-th architecture takes task i of `ENCODER_TASKS` (modulo 6), so every task runs on
+    one or two architectures and every architecture on one task, at a sixth of the whole
+    matrix's time (suite time; `make test-slow` runs every pair).
     """
     pairs = set(matrix_pairs())
     chosen = []
     for index, model_type in enumerate(TESTED_MODEL_TYPES):
-        for offset in (0, 3):
-            task = ENCODER_TASKS[(index + offset) % len(ENCODER_TASKS)]
-            if (model_type, task) in pairs:
-                chosen.append((model_type, task))
+        task = ENCODER_TASKS[index % len(ENCODER_TASKS)]
+        if (model_type, task) in pairs:
+            chosen.append((model_type, task))
     return chosen
 
 

@@ -41,6 +41,7 @@ from onnxport.exporters.dummy import (
 from onnxport.exporters.fuse_cache import fold_cache_into_attention
 from onnxport.exporters.genai import add_genai_config
 from onnxport.exporters.genai import check_support as check_genai_support
+from onnxport.exporters.image_loop import loop_over_images
 from onnxport.exporters.layouts import apply_layout, check_layout
 from onnxport.exporters.postprocess import (
     EXTERNAL_DATA_FILE,
@@ -53,6 +54,8 @@ from onnxport.exporters.postprocess import (
 )
 from onnxport.exporters.spec import ExportSpec, default_input_names, derive_spec, example_inputs
 from onnxport.exporters.validate import ValidationReport, validate
+from onnxport.exporters.vision_language import VisionPart
+from onnxport.exporters.vision_language import graph_parts as vision_language_parts
 from onnxport.layout import (
     LIBRARY_SENTENCE_TRANSFORMERS,
     LIBRARY_TRANSFORMERS,
@@ -480,10 +483,20 @@ def _capture_and_validate(
 
     `release_model` frees the model's weights once validation no longer needs them.
     """
-    example = {k: v.to(device) for k, v in example_inputs(spec, config, adapter, traced).items()}
+    traced_spec = spec
+    one_image = isinstance(module, VisionPart) and module.one_image
+    if isinstance(module, VisionPart) and module.one_image:
+        # Its features are a Python list: traced for one image, then looped (image_loop.py).
+        traced_spec = module.single_image_spec(spec)
+    example = {
+        k: v.to(device) for k, v in example_inputs(traced_spec, config, adapter, traced).items()
+    }
     captured = capture(
-        module, spec, example, opset=opset, path=onnx_path, external_data=external_data
+        module, traced_spec, example, opset=opset, path=onnx_path, external_data=external_data
     )
+    if isinstance(module, VisionPart) and one_image:
+        loop_over_images(onnx_path, BATCH, module.lead)
+        logger.info("%s runs its one-image graph in a Loop over the images.", onnx_path.name)
     if spec.decoder is not None:
         folded = fold_cache_into_attention(onnx_path)
         logger.info("The key/value cache went into %d Attention nodes.", folded)
@@ -606,8 +619,6 @@ def _graphs(
 ) -> list[tuple[str, torch.nn.Module, Task, list[str]]]:
     """The graphs to write: (file name, module, task, default input names) for each."""
     if task.vision_language:
-        from onnxport.exporters.vision_language import graph_parts as vision_language_parts
-
         return [
             (file_name, module, task if cached else replace(task, with_past=False), names)
             for file_name, module, names, cached in vision_language_parts(model)

@@ -91,15 +91,10 @@ class VisionPart(torch.nn.Module):
             self.input_templates["pixel_attention_mask"] = (*lead, height, width)
         # A model that returns its features as a Python list (LLaVA unbinds them per image,
         # Idefics3 splits them by a count read off the data) fixes the number of images in
-        # any graph traced through it: such a graph is exported for one image, which the
-        # runtime runs once per image.
+        # any graph traced through it: such a graph is traced for one image and wrapped in a
+        # Loop over the images (image_loop.py), then validated at several counts.
+        self.lead = len(lead)
         self.one_image = self._returns_a_list(lead)
-        if self.one_image:
-            fixed = (1,) * len(lead)
-            self.input_templates = {
-                name: (*fixed, *template[len(lead) :])
-                for name, template in self.input_templates.items()
-            }
 
     def _returns_a_list(self, lead: Template) -> bool:
         sizes = {name: [2 if isinstance(d, str) else d for d in template]
@@ -115,6 +110,20 @@ class VisionPart(torch.nn.Module):
         with torch.no_grad():
             output = self.model.get_image_features(**example, return_dict=True, **self.settings)
         return isinstance(output.pooler_output, (list, tuple))
+
+    def single_image_spec(self, spec: Any) -> Any:
+        """`spec` for tracing one image: the leading axes fixed at 1, nothing else dynamic."""
+        from dataclasses import replace
+
+        fixed = {
+            name: (*(1,) * self.lead, *template[self.lead :])
+            for name, template in spec.input_templates.items()
+        }
+        outputs: dict[str, dict[int, str]] = {name: {} for name in spec.outputs}
+        return replace(
+            spec, inputs={name: {} for name in spec.inputs}, outputs=outputs,
+            input_templates=fixed,
+        )  # fmt: skip
 
     def input_names(self) -> list[str]:
         """The graph's inputs."""

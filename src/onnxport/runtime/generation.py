@@ -300,13 +300,12 @@ class ORTModelForImageTextToText(ORTModelForCausalLM):
         )
         options = session_options if session_options is not None else self.default_session_options()
         providers = session.get_providers()
-        self.vision = create_session(self._beside(VISION_FILE), options, providers)
-        self.embed = create_session(self._beside(EMBED_FILE), options, providers)
+        # The graphs paired with this decoder (a variant's own: vision_encoder_int8.onnx).
+        self.vision_file, self.embed_file = self._beside(VISION_FILE), self._beside(EMBED_FILE)
+        self.vision = create_session(self.vision_file, options, providers)
+        self.embed = create_session(self.embed_file, options, providers)
         self.image_token_id = _image_token_id(config)
         self._vision_inputs = {i.name: i for i in self.vision.get_inputs()}
-        pixels = self._vision_inputs["pixel_values"].shape
-        # Exported for one image at a time when the model's features are a Python list.
-        self._one_image = all(d == 1 for d in pixels[: len(pixels) - 3])
 
     def _beside(self, graph: str) -> Path:
         """The graph `graph` paired with this decoder (a variant's own when it has one)."""
@@ -342,28 +341,18 @@ class ORTModelForImageTextToText(ORTModelForCausalLM):
             # Images that are all zeros pad a prompt's image list; the model drops them too.
             real = np.abs(images).reshape(len(images), -1).max(axis=1) > 0
             images, masks = images[real], masks[real]
-        batches = (
-            [slice(i, i + 1) for i in range(len(images))] if self._one_image else [slice(None)]
-        )
-        features = []
-        for rows in batches:
-            feed = {
-                "pixel_values": images[rows].reshape(-1, *pixels.shape[1:lead], *images.shape[1:])
-            }
-            if masks is not None:
-                feed["pixel_attention_mask"] = (
-                    masks[rows]
-                    .reshape(-1, *pixels.shape[1:lead], *masks.shape[1:])
-                    .astype(np.int64)
-                )
-            try:
-                (result,) = self.vision.run(["image_features"], feed)
-            except Exception as err:
-                raise ORTModelError(
-                    f"ONNX Runtime failed on the vision encoder: {first_line(err)}"
-                ) from err
-            features.append(result.reshape(-1, result.shape[-1]))
-        return np.concatenate(features)
+        # One image per row; (images, 1, ...) where the graph takes images per prompt.
+        shape = (-1, *(1,) * (lead - 1))
+        feed = {"pixel_values": images.reshape(*shape, *images.shape[1:])}
+        if masks is not None:
+            feed["pixel_attention_mask"] = masks.reshape(*shape, *masks.shape[1:]).astype(np.int64)
+        try:
+            (result,) = self.vision.run(["image_features"], feed)
+        except Exception as err:
+            raise ORTModelError(
+                f"ONNX Runtime failed on the vision encoder: {first_line(err)}"
+            ) from err
+        return result.reshape(-1, result.shape[-1])
 
     def forward(  # type: ignore[override]
         self,

@@ -247,6 +247,8 @@ def _generative_inputs(
                 audio.astype(np.float32), sampling_rate=rate, return_tensors="pt"
             ).input_features
         }
+    if task == "image-text-to-text":
+        return _image_prompt(folder, text)
     return dict(
         tokenizer(
             [text], return_tensors="pt", truncation=True, max_length=max_tokens(tokenizer, 64)
@@ -254,10 +256,25 @@ def _generative_inputs(
     )
 
 
+def _image_prompt(folder: Path, text: str) -> dict[str, Any]:
+    """`text` after a random image (seeded by the text), through the folder's processor.
+
+    The guard then runs the vision encoder and the splice as well as the decoder.
+    """
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(folder)
+    rng = np.random.default_rng(sum(map(ord, text)))
+    image = Image.fromarray(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8))
+    token = getattr(processor, "image_token", None) or "<image>"
+    return dict(processor(images=[image], text=[f"{token}{text}"], return_tensors="pt"))
+
+
 def _next_logits(model: Any, inputs: dict[str, Any]) -> np.ndarray:
     import torch
 
-    if model.task == "text-generation":
+    if model.task in ("text-generation", "image-text-to-text"):
         return model(**inputs).logits[:, -1].float().numpy()
     start = model.generation_config.decoder_start_token_id
     batch = next(iter(inputs.values())).shape[0]
