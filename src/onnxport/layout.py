@@ -173,12 +173,30 @@ def encoder_file_for(decoder_file: str) -> str:
 
     `onnx/decoder_model_merged_q4.onnx` -> `onnx/encoder_model_q4.onnx`.
     """
+    return paired_file(decoder_file, ENCODER_FILE)
+
+
+def paired_file(decoder_file: str, graph: str) -> str:
+    """The graph `graph` of the same variant and folder as a decoder file.
+
+    `onnx/decoder_model_merged_int8.onnx` + `vision_encoder.onnx` ->
+    `onnx/vision_encoder_int8.onnx`; a name that is no decoder's is returned as it is.
+    """
     folder, _, name = decoder_file.rpartition("/")
     for stem in ("decoder_model_merged", "decoder_model"):
         if name.startswith(stem):
-            name = "encoder_model" + name.removeprefix(stem)
+            name = graph.removesuffix(".onnx") + name.removeprefix(stem)
             break
     return f"{folder}/{name}" if folder else name
+
+
+def image_token_id(config: Any) -> int | None:
+    """A vision-language config's image placeholder token (either name transformers uses)."""
+    for name in ("image_token_id", "image_token_index"):
+        value = getattr(config, name, None)
+        if isinstance(value, int):
+            return value
+    return None
 
 
 def transformers_js_dtypes(folder: Path) -> dict[str, str]:

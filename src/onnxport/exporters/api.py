@@ -483,19 +483,17 @@ def _capture_and_validate(
 
     `release_model` frees the model's weights once validation no longer needs them.
     """
-    traced_spec = spec
-    one_image = isinstance(module, VisionPart) and module.one_image
-    if isinstance(module, VisionPart) and module.one_image:
-        # Its features are a Python list: traced for one image, then looped (image_loop.py).
-        traced_spec = module.single_image_spec(spec)
+    # A vision encoder whose features are a Python list is traced for one image, then looped.
+    looped = module if isinstance(module, VisionPart) and module.one_image else None
+    traced_spec = looped.single_image_spec(spec) if looped is not None else spec
     example = {
         k: v.to(device) for k, v in example_inputs(traced_spec, config, adapter, traced).items()
     }
     captured = capture(
         module, traced_spec, example, opset=opset, path=onnx_path, external_data=external_data
     )
-    if isinstance(module, VisionPart) and one_image:
-        loop_over_images(onnx_path, BATCH, module.lead)
+    if looped is not None:
+        loop_over_images(onnx_path, BATCH, looped.lead)
         logger.info("%s runs its one-image graph in a Loop over the images.", onnx_path.name)
     if spec.decoder is not None:
         folded = fold_cache_into_attention(onnx_path)

@@ -23,6 +23,7 @@ import torch
 from onnxport.errors import UnsupportedModelError
 from onnxport.exporters.dummy import BATCH, SEQUENCE, Template
 from onnxport.layout import DECODER_FILE, EMBED_FILE, VISION_FILE
+from onnxport.layout import image_token_id as placeholder_token
 
 # Inputs of the decoder graph; token_type_ids only where the model's forward takes them
 # (Gemma 3 marks image tokens with 1: they attend to each other both ways).
@@ -33,10 +34,9 @@ _VISION_EXTRAS = ("pixel_attention_mask",)
 
 def image_token_id(config: Any) -> int:
     """The placeholder token whose embeddings the image features replace."""
-    for name in ("image_token_id", "image_token_index"):
-        value = getattr(config, name, None)
-        if isinstance(value, int):
-            return value
+    token = placeholder_token(config)
+    if token is not None:
+        return token
     raise UnsupportedModelError(
         f"'{config.model_type}' has no image_token_id in its config: image-text-to-text export "
         "splices image features at that token and cannot place them.",

@@ -31,10 +31,11 @@ from onnxport.layout import (
     DECODER_FILE,
     EMBED_FILE,
     ENCODER_FILE,
-    MERGED_DECODER_FILE,
     ONNX_FILE,
     VISION_FILE,
     encoder_file_for,
+    image_token_id,
+    paired_file,
 )
 from onnxport.runtime.base import ORTModel, _as_numpy
 from onnxport.sessions import create_session
@@ -201,10 +202,32 @@ class ORTModelForCausalLM(ORTGenerativeModel):
         """One decoding step: logits for `input_ids` given the cache so far."""
         if input_ids is None:
             raise ORTModelError(f"Missing input 'input_ids'; this model takes {self._expected()}.")
-        cache = self._step_cache(cache, past_key_values)
-        use_torch = isinstance(input_ids, torch.Tensor)
         ids = _as_numpy(input_ids).astype(np.int64)
-        batch, length = ids.shape
+        types = np.zeros_like(ids) if token_type_ids is None else _as_numpy(token_type_ids)
+        logits, new_cache = self._decode(
+            {"input_ids": ids}, self._step_cache(cache, past_key_values),
+            attention_mask, position_ids, types, use_cache,
+        )  # fmt: skip
+        result: Any = (
+            logits if not isinstance(input_ids, torch.Tensor) else torch.from_numpy(logits)
+        )
+        return CausalLMOutputWithPast(logits=result, cache=new_cache)
+
+    def _decode(
+        self,
+        tokens: dict[str, np.ndarray],
+        cache: Any,
+        attention_mask: Any,
+        position_ids: Any,
+        token_type_ids: np.ndarray,
+        use_cache: bool | None,
+    ) -> tuple[np.ndarray, Any]:
+        """One decoder step on `tokens` (`input_ids` or `inputs_embeds`): logits, new cache.
+
+        The mask defaults to all ones, positions follow the mask, and a sliding-window
+        export refuses a step past the length it is exact for.
+        """
+        batch, length = next(iter(tokens.values())).shape[:2]
         past_length = cache.get_seq_length() if cache is not None else 0
         if self.max_total_length is not None and past_length + length > self.max_total_length:
             raise ORTModelError(
@@ -216,21 +239,18 @@ class ORTModelForCausalLM(ORTGenerativeModel):
             mask = np.ones((batch, past_length + length), dtype=np.int64)
         else:
             mask = _as_numpy(attention_mask).astype(np.int64)
-        feed: dict[str, np.ndarray] = {"input_ids": ids, "attention_mask": mask}
+        feed: dict[str, np.ndarray] = {**tokens, "attention_mask": mask}
         if "position_ids" in self.input_names:
             if position_ids is None:
                 positions = np.clip(np.cumsum(mask, axis=-1) - 1, 0, None)
                 position_ids = positions[:, -length:]
             feed["position_ids"] = _as_numpy(position_ids).astype(np.int64)
         if "token_type_ids" in self.input_names:
-            types = np.zeros_like(ids) if token_type_ids is None else _as_numpy(token_type_ids)
-            feed["token_type_ids"] = types.astype(np.int64)
+            feed["token_type_ids"] = token_type_ids.astype(np.int64)
         feed.update(self._past_feed(cache, batch))
         outputs = self._run_step(feed)
-        logits = outputs["logits"]
         new_cache = self._store_cache(cache, outputs) if use_cache is not False else None
-        result: Any = logits if not use_torch else torch.from_numpy(logits)
-        return CausalLMOutputWithPast(logits=result, cache=new_cache)
+        return outputs["logits"], new_cache
 
     def prepare_inputs_for_generation(
         self,
@@ -304,19 +324,20 @@ class ORTModelForImageTextToText(ORTModelForCausalLM):
         self.vision_file, self.embed_file = self._beside(VISION_FILE), self._beside(EMBED_FILE)
         self.vision = create_session(self.vision_file, options, providers)
         self.embed = create_session(self.embed_file, options, providers)
-        self.image_token_id = _image_token_id(config)
+        token = image_token_id(config)
+        if token is None:
+            raise ORTModelError(
+                "The folder's config.json has no image_token_id: it is not a VLM export."
+            )
+        self.image_token_id = token
         self._vision_inputs = {i.name: i for i in self.vision.get_inputs()}
 
     def _beside(self, graph: str) -> Path:
         """The graph `graph` paired with this decoder (a variant's own when it has one)."""
-        folder, _, name = self.file_name.rpartition("/")
-        stems = (Path(MERGED_DECODER_FILE).stem, Path(DECODER_FILE).stem)
-        stem = next((s for s in stems if name.startswith(s)), Path(DECODER_FILE).stem)
-        suffix = name.removeprefix(stem)
-        base = Path(self.model_dir) / folder
-        for candidate in (graph.removesuffix(".onnx") + suffix, graph):
-            if (base / candidate).is_file():
-                return base / candidate
+        plain = (Path(self.file_name).parent / graph).as_posix()
+        for candidate in (paired_file(self.file_name, graph), plain):
+            if (Path(self.model_dir) / candidate).is_file():
+                return Path(self.model_dir) / candidate
         raise ORTModelError(f"No {graph} beside {self.file_name} in '{self.model_dir}'.")
 
     def image_features(self, pixel_values: Any, pixel_attention_mask: Any = None) -> np.ndarray:
@@ -372,7 +393,6 @@ class ORTModelForImageTextToText(ORTModelForCausalLM):
             raise ORTModelError(f"Missing input 'input_ids'; this model takes {self._expected()}.")
         cache = self._step_cache(cache, past_key_values)
         ids = _as_numpy(input_ids).astype(np.int64)
-        batch, length = ids.shape
         past_length = cache.get_seq_length() if cache is not None else 0
         try:
             (embeds,) = self.embed.run(["inputs_embeds"], {"input_ids": ids})
@@ -390,24 +410,12 @@ class ORTModelForImageTextToText(ORTModelForCausalLM):
             embeds[placeholders] = features.astype(embeds.dtype, copy=False)
         elif placeholders.any() and past_length == 0:
             raise ORTModelError("The prompts hold image tokens but no pixel_values were given.")
-        if attention_mask is None:
-            mask = np.ones((batch, past_length + length), dtype=np.int64)
-        else:
-            mask = _as_numpy(attention_mask).astype(np.int64)
-        feed: dict[str, np.ndarray] = {"inputs_embeds": embeds, "attention_mask": mask}
-        if "position_ids" in self.input_names:
-            if position_ids is None:
-                positions = np.clip(np.cumsum(mask, axis=-1) - 1, 0, None)
-                position_ids = positions[:, -length:]
-            feed["position_ids"] = _as_numpy(position_ids).astype(np.int64)
-        if "token_type_ids" in self.input_names:
-            # Image tokens are type 1 (they attend to each other both ways), text 0.
-            types = placeholders if token_type_ids is None else _as_numpy(token_type_ids)
-            feed["token_type_ids"] = types.astype(np.int64)
-        feed.update(self._past_feed(cache, batch))
-        outputs = self._run_step(feed)
-        new_cache = self._store_cache(cache, outputs) if use_cache is not False else None
-        return CausalLMOutputWithPast(logits=torch.from_numpy(outputs["logits"]), cache=new_cache)
+        # Image tokens are type 1 (they attend to each other both ways), text 0.
+        types = placeholders if token_type_ids is None else _as_numpy(token_type_ids)
+        logits, new_cache = self._decode(
+            {"inputs_embeds": embeds}, cache, attention_mask, position_ids, types, use_cache
+        )
+        return CausalLMOutputWithPast(logits=torch.from_numpy(logits), cache=new_cache)
 
     def prepare_inputs_for_generation(
         self,
@@ -433,14 +441,6 @@ class ORTModelForImageTextToText(ORTModelForCausalLM):
         inputs["pixel_values"] = pixel_values if first else None
         inputs["pixel_attention_mask"] = pixel_attention_mask if first else None
         return inputs
-
-
-def _image_token_id(config: Any) -> int:
-    for name in ("image_token_id", "image_token_index"):
-        value = getattr(config, name, None)
-        if isinstance(value, int):
-            return value
-    raise ORTModelError("The folder's config.json has no image_token_id: it is not a VLM export.")
 
 
 class _ORTEncoder:
