@@ -113,6 +113,7 @@ SAMPLE: list[tuple[str, str]] = [
     ("convnextv2", "image-classification"), ("layoutlm", "token-classification"),
     ("qwen2_moe", "text-generation"), ("mixtral", "text-classification"),
     ("deepseek_v3", "text-generation"),
+    ("llava", "image-text-to-text"), ("vision-encoder-decoder", "image-to-text"),
 ]  # fmt: skip
 
 
