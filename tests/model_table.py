@@ -155,7 +155,13 @@ SEQ2SEQ_SLOW_CASES: dict[str, ModelCase] = {
 }
 # Speech recognition: the tiny Whisper of `onnxport.testing.tiny_whisper_config` (1 s of audio).
 SPEECH_CASES: dict[str, ModelCase] = {
-    case.model_type: case for case in (ModelCase("whisper", {"init_std": 0.5}),)
+    case.model_type: case
+    for case in (
+        ModelCase("whisper", {"init_std": 0.5}),
+        # Audio of any length with a padding mask: filter banks, and raw audio (slow).
+        ModelCase("speech_to_text", {"init_std": 0.05}),
+        ModelCase("speecht5", {"initializer_range": 0.05}),
+    )
 }
 ALL_CASES = {
     **CASES, **EXTRA_CASES, **DECODER_CASES, **DECODER_SLOW_CASES, **SEQ2SEQ_CASES,

@@ -563,6 +563,8 @@ def save_tiny_checkpoint(
         return _save_tiny_whisper(Path(folder), seed=seed, **overrides)
     if model_type == "vision-encoder-decoder":
         return _save_tiny_vision_encoder_decoder(Path(folder), seed=seed, **overrides)
+    if task == "automatic-speech-recognition":
+        return _save_tiny_speech_seq2seq(model_type, Path(folder), seed=seed, **overrides)
     base = tiny_config(model_type)
     names = tokenizer_input_names(base, None)
     task_obj = get_task(task)
@@ -646,6 +648,30 @@ def _save_tiny_whisper(folder: Path, *, seed: int, **overrides: Any) -> Path:
     tokenizer, features, generation = tiny_whisper_parts(config)
     model = tiny_model(config, "automatic-speech-recognition", seed=seed)
     model.generation_config = generation
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    features.save_pretrained(folder)
+    return folder
+
+
+def _save_tiny_speech_seq2seq(
+    model_type: str, folder: Path, *, seed: int, **overrides: Any
+) -> Path:
+    """A speech encoder-decoder of any input length (Speech2Text, SpeechT5), and its parts.
+
+    Its feature extractor returns a padding mask, as the real checkpoints' do.
+    """
+    from transformers import Speech2TextFeatureExtractor, Wav2Vec2FeatureExtractor
+
+    tokenizer = tiny_tokenizer(["input_ids", "attention_mask"])
+    config = tiny_config(model_type, tokenizer=tokenizer, **overrides)
+    model = tiny_model(config, "automatic-speech-recognition", seed=seed)
+    features: Any
+    if model.main_input_name == "input_features":  # log-mel filter banks
+        bins = int(config.input_feat_per_channel)
+        features = Speech2TextFeatureExtractor(feature_size=bins, num_mel_bins=bins)
+    else:  # raw 16 kHz audio
+        features = Wav2Vec2FeatureExtractor(return_attention_mask=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     features.save_pretrained(folder)

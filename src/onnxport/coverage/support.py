@@ -31,8 +31,8 @@ TESTED_DECODERS: tuple[str, ...] = ("gpt2", "llama", "mistral", "phi3", "qwen3")
 # Encoder-decoder models: encoder + decoder graphs, validation, and generate() parity (the
 # others, mT5, Marian, mBART, Pegasus, M2M100 and ten more, under `make test-slow`).
 TESTED_SEQ2SEQ: tuple[str, ...] = ("bart", "t5")
-# Speech encoder-decoder models: log-mel features in, tokens out, Whisper's generate() parity.
-TESTED_SPEECH: tuple[str, ...] = ("whisper",)
+# Speech encoder-decoder models: audio in, tokens out, generate() parity (Whisper's for it).
+TESTED_SPEECH: tuple[str, ...] = ("speech_to_text", "speecht5", "whisper")
 # Image encoder-decoder models (TrOCR-style captioners): pixels in, tokens out.
 TESTED_VISION2SEQ: tuple[str, ...] = ("vision-encoder-decoder",)
 

@@ -517,12 +517,16 @@ def _capture_and_validate(
     )
     if not validate_export:
         return captured.strategy, None
+    # A graph without a cache (an encoder beside its decoder) is validated at an encoder's
+    # shapes: a one-token step would be a few milliseconds of audio, too short for a speech
+    # encoder's convolutions.
+    shapes = validation_shapes(traced if spec.decoder else replace(traced, past_length=0))
     report = validate(
         onnx_path,
         module,
         spec,
         adapter,
-        validation_shapes(traced),
+        shapes,
         atol=atol,
         providers=providers,
         release_model=release_model,

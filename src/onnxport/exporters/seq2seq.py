@@ -12,11 +12,15 @@ the encoder's states again (on Whisper's 1,500 positions that was most of a step
 Speech models (Whisper) take log-mel `input_features` of a fixed number of frames instead of
 tokens, image captioners (VisionEncoderDecoderModel: TrOCR, Donut) take `pixel_values` of the
 vision encoder's size; neither decoder has a mask over the encoder's states. `SpeechEncoderPart`,
-`VisionEncoderPart` and `UnmaskedDecoderPart` declare exactly those inputs.
+`VisionEncoderPart` and `UnmaskedDecoderPart` declare exactly those inputs. Other speech models
+(Moonshine's raw audio, Speech2Text's filter banks) take input of any length with a padding
+mask: `MaskedSpeechEncoderPart` also returns the mask over its states that the decoder's
+cross-attention needs (`encoder_attention_mask`), and `MaskedSpeechDecoderPart` takes it.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -51,6 +55,15 @@ def speech_frames(model: Any) -> int:
     for conv in convs:
         stride *= int(conv.stride[0])
     return stride * int(positions)
+
+
+def _whisper_style(model: Any) -> bool:
+    """Whether the encoder takes log-mel features of one fixed length (Whisper's layout)."""
+    try:
+        speech_frames(model)
+    except UnsupportedModelError:
+        return False
+    return True
 
 
 class EncoderPart(torch.nn.Module):
@@ -98,17 +111,33 @@ def decoder_step(
     return {"logits": output.logits, "cache": output.cache}
 
 
-class DecoderPart(torch.nn.Module):
-    """One decoding step given the encoder's states and the self-attention cache so far.
-
-    Returns `logits` and `cache` (the new self-attention cache) like a decoder-only model, so
-    the generic with-past path exports and validates it.
-    """
+class _DecoderStep(torch.nn.Module):
+    """A decoder graph's module: `step` runs one decoding step of the model."""
 
     def __init__(self, model: Any) -> None:
         super().__init__()
         self.model = model
         self.config = model.config
+
+    def step(
+        self,
+        input_ids: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        cache: Any,
+        encoder_attention_mask: torch.Tensor | None = None,
+    ) -> dict[str, Any]:
+        """One step of this decoder (what CrossAttentionPart reads the cross cache from)."""
+        return decoder_step(
+            self.model, input_ids, encoder_hidden_states, cache, encoder_attention_mask
+        )
+
+
+class DecoderPart(_DecoderStep):
+    """One decoding step given the encoder's states and the self-attention cache so far.
+
+    Returns `logits` and `cache` (the new self-attention cache) like a decoder-only model, so
+    the generic with-past path exports and validates it.
+    """
 
     def forward(
         self,
@@ -120,9 +149,7 @@ class DecoderPart(torch.nn.Module):
         return_dict: bool = True,
     ) -> dict[str, Any]:
         """Run the decoder, reusing a filled cross-attention cache."""
-        return decoder_step(
-            self.model, input_ids, encoder_hidden_states, cache, encoder_attention_mask
-        )
+        return self.step(input_ids, encoder_hidden_states, cache, encoder_attention_mask)
 
 
 class SpeechEncoderPart(torch.nn.Module):
@@ -168,7 +195,7 @@ class VisionEncoderPart(torch.nn.Module):
         return BaseModelOutput(last_hidden_state=output.last_hidden_state)
 
 
-class UnmaskedDecoderPart(torch.nn.Module):
+class UnmaskedDecoderPart(_DecoderStep):
     """One decoding step of a decoder that attends to every encoder state (frames, patches).
 
     `encoder_hidden_states` are the encoder's own width: a VisionEncoderDecoderModel projects
@@ -176,9 +203,7 @@ class UnmaskedDecoderPart(torch.nn.Module):
     """
 
     def __init__(self, model: Any) -> None:
-        super().__init__()
-        self.model = model
-        self.config = model.config
+        super().__init__(model)
         encoder_config = getattr(model.config, "encoder", None)
         width = getattr(encoder_config, "hidden_size", None)
         self.input_templates: dict[str, Template] = (
@@ -194,7 +219,122 @@ class UnmaskedDecoderPart(torch.nn.Module):
         return_dict: bool = True,
     ) -> dict[str, Any]:
         """Run the decoder, reusing a filled cross-attention cache."""
-        return decoder_step(self.model, input_ids, encoder_hidden_states, cache)
+        return self.step(input_ids, encoder_hidden_states, cache)
+
+
+def _frame_mask_owner(model: Any) -> Any:
+    """Where `_get_feature_vector_attention_mask` lives: the model or its encoder's prenet.
+
+    That method turns the input's mask into the mask over the encoder's states: Speech2Text
+    has it on the model, SpeechT5 on its speech prenet.
+    """
+    encoder = model.get_encoder()
+    for owner in (model, getattr(encoder, "prenet", None)):
+        if hasattr(owner, "_get_feature_vector_attention_mask"):
+            return owner
+    return None
+
+
+def _frame_mask_source(model: Any) -> str | None:
+    """How a speech model derives the mask over its encoder's states from the input's mask.
+
+    "owner": a `_get_feature_vector_attention_mask` method (`_frame_mask_owner`); "encoder":
+    the encoder takes the mask and returns the one over its states (Moonshine's
+    `attention_mask` output); None: neither.
+    """
+    if _frame_mask_owner(model) is not None:
+        return "owner"
+    if "attention_mask" in inspect.signature(model.get_encoder().forward).parameters:
+        return "encoder"
+    return None
+
+
+class MaskedSpeechEncoderPart(torch.nn.Module):
+    """A speech encoder of any input length, with a padding mask (Moonshine, Speech2Text).
+
+    Returns its states and `encoder_attention_mask`, the mask over them that the decoder's
+    cross-attention uses, derived as the model derives it: the encoder's own output
+    (Moonshine), or `_get_feature_vector_attention_mask` (Speech2Text, SpeechT5).
+    """
+
+    def __init__(self, model: Any, source: str) -> None:
+        super().__init__()
+        self.model = model
+        self.config = model.config
+        self.main_input_name = model.main_input_name
+        self.source = source
+
+    def forward(
+        self,
+        input_values: torch.Tensor | None = None,
+        input_features: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        return_dict: bool = True,
+    ) -> dict[str, torch.Tensor]:
+        """Encode the audio; the mask over the states follows the input's."""
+        audio = input_values if input_values is not None else input_features
+        encoder = self.model.get_encoder()
+        output = encoder(**{self.main_input_name: audio}, attention_mask=attention_mask)
+        hidden = output.last_hidden_state
+        frames = None
+        owner = _frame_mask_owner(self.model) if self.source == "owner" else None
+        if attention_mask is not None and owner is not None:
+            frames = owner._get_feature_vector_attention_mask(hidden.shape[1], attention_mask)
+        elif attention_mask is not None:
+            frames = getattr(output, "attention_mask", None)
+            if frames is None:
+                raise UnsupportedModelError(
+                    f"'{self.config.model_type}' encodes audio of any length but returns no "
+                    "mask over its states: its decoder cannot be told which are padding.",
+                    model_type=self.config.model_type,
+                )
+        if frames is None:
+            frames = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
+        return {"last_hidden_state": hidden, "encoder_attention_mask": frames.long()}
+
+
+class MaskedSpeechDecoderPart(DecoderPart):
+    """One decoding step of a speech decoder masked over the encoder's states.
+
+    The mask over the states is given as it is: the model's own forward would derive it from
+    the audio's mask (Speech2Text) or read it off the encoder's output (Moonshine), so the
+    step runs the model's decoder stack and output projection directly.
+    """
+
+    def __init__(self, model: Any) -> None:
+        super().__init__(model)
+        width = model.config.d_model if hasattr(model.config, "d_model") else None
+        width = width or model.config.hidden_size
+        self.input_templates: dict[str, Template] = {
+            "encoder_hidden_states": (BATCH, ENCODER, int(width))
+        }
+
+    def step(
+        self,
+        input_ids: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        cache: Any,
+        encoder_attention_mask: torch.Tensor | None = None,
+    ) -> dict[str, Any]:
+        """The decoder stack, then the output projection, as the model's forward runs them."""
+        if not isinstance(cache, EncoderDecoderCache):
+            cache = EncoderDecoderCache(
+                cache if cache is not None else DynamicCache(), DynamicCache()
+            )
+        decoder = self.model.get_decoder()
+        # SpeechT5's text decoder names its token ids input_values.
+        parameters = inspect.signature(decoder.forward).parameters
+        tokens = "input_ids" if "input_ids" in parameters else "input_values"
+        output = decoder(
+            **{tokens: input_ids},
+            encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_attention_mask,
+            cache=cache,
+            use_cache=True,
+            return_dict=True,
+        )
+        logits = self.model.get_output_embeddings()(output.last_hidden_state)
+        return {"logits": logits, "cache": output.cache}
 
 
 class CrossAttentionPart(torch.nn.Module):
@@ -205,9 +345,9 @@ class CrossAttentionPart(torch.nn.Module):
     reach the outputs and is dropped from the capture.
     """
 
-    def __init__(self, decoder: torch.nn.Module, num_layers: int) -> None:
+    def __init__(self, decoder: Any, num_layers: int) -> None:
         super().__init__()
-        self.model = decoder.model
+        self.decoder = decoder
         self.config = decoder.config
         self.num_layers = num_layers
 
@@ -220,7 +360,7 @@ class CrossAttentionPart(torch.nn.Module):
             (encoder_hidden_states.shape[0], 1), dtype=torch.long,
             device=encoder_hidden_states.device,
         )  # fmt: skip
-        cache = decoder_step(self.model, ids, encoder_hidden_states, None)["cache"]
+        cache = self.decoder.step(ids, encoder_hidden_states, None)["cache"]
         layers = cache.cross_attention_cache.layers
         outputs: dict[str, torch.Tensor] = {}
         for index, layer in enumerate(layers[: self.num_layers]):
@@ -238,6 +378,15 @@ _UNMASKED_ENCODERS: dict[str, tuple[type[torch.nn.Module], str]] = {
 
 def graph_parts(model: Any, task: str) -> list[tuple[str, torch.nn.Module, list[str] | None]]:
     """(file name, module, input names) of the two graphs; None: the tokenizer's names."""
+    if task == "automatic-speech-recognition" and not _whisper_style(model):
+        source = _frame_mask_source(model)
+        audio = model.main_input_name
+        if source is None or audio not in ("input_values", "input_features"):
+            speech_frames(model)  # refuses in one line, naming the architecture
+        return [
+            (ENCODER_FILE, MaskedSpeechEncoderPart(model, str(source)), [audio, "attention_mask"]),
+            (DECODER_FILE, MaskedSpeechDecoderPart(model), list(DECODER_INPUTS)),
+        ]
     if task in _UNMASKED_ENCODERS:
         encoder_part, encoder_input = _UNMASKED_ENCODERS[task]
         return [

@@ -8,6 +8,7 @@ sampling and beam search (which reorders the cache) are transformers' code, unch
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, ClassVar
@@ -443,11 +444,22 @@ class ORTModelForImageTextToText(ORTModelForCausalLM):
         return inputs
 
 
+@dataclass
+class SpeechEncoderOutput(BaseModelOutput):
+    """A speech encoder's states and the mask over them (padding frames are 0).
+
+    Speech encoders that take audio of any length (Moonshine, Speech2Text) return the mask
+    their decoder's cross-attention uses; the decoder step feeds it as is.
+    """
+
+    encoder_attention_mask: torch.Tensor | None = None
+
+
 class _ORTEncoder:
     """The encoder graph, which GenerationMixin calls through `get_encoder()`.
 
-    It takes token ids (and a mask), log-mel `input_features` (speech) or `pixel_values`
-    (image captioning).
+    It takes token ids (and a mask), speech (`input_features` or raw `input_values`, with a
+    mask where the graph takes one) or `pixel_values` (image captioning).
     """
 
     def __init__(self, session: ort.InferenceSession) -> None:
@@ -464,11 +476,15 @@ class _ORTEncoder:
         attention_mask: Any = None,
         input_features: Any = None,
         pixel_values: Any = None,
+        input_values: Any = None,
         **kwargs: Any,
     ) -> BaseModelOutput:
         """Encode the source; other keyword arguments (return_dict, ...) are ignored."""
         feed: dict[str, np.ndarray] = {}
-        floats = {"input_features": input_features, "pixel_values": pixel_values}
+        floats = {
+            "input_features": input_features, "pixel_values": pixel_values,
+            "input_values": input_values,
+        }  # fmt: skip
         if self.main_input_name in floats:
             value = floats[self.main_input_name]
             if value is None:
@@ -482,6 +498,15 @@ class _ORTEncoder:
                     "what the folder's preprocessor returns."
                 )
             feed[self.main_input_name] = array.astype(_numpy_type(graph_input.type), copy=False)
+            if "attention_mask" in self.input_names:  # audio of any length, padded
+                mask = (
+                    np.ones(array.shape[:2], dtype=np.int64)
+                    if attention_mask is None
+                    else _as_numpy(attention_mask).astype(np.int64)
+                )
+                if mask.ndim == 3:  # generate() passes a spectrogram-shaped mask: per frame
+                    mask = mask[:, :, -1]
+                feed["attention_mask"] = mask
         else:
             if input_ids is None:
                 raise ORTModelError("Missing input_ids for the encoder.")
@@ -490,17 +515,24 @@ class _ORTEncoder:
             if "attention_mask" in self.input_names:
                 mask = np.ones_like(ids) if attention_mask is None else _as_numpy(attention_mask)
                 feed["attention_mask"] = mask.astype(np.int64)
+        outputs = [o.name for o in self.session.get_outputs()]
         try:
-            hidden = self.session.run(["last_hidden_state"], feed)[0]
+            values = dict(zip(outputs, self.session.run(outputs, feed), strict=True))
         except Exception as err:
             raise ORTModelError(f"ONNX Runtime failed on the encoder: {first_line(err)}") from err
-        return BaseModelOutput(last_hidden_state=torch.from_numpy(hidden))
+        hidden = torch.from_numpy(values["last_hidden_state"])
+        if "encoder_attention_mask" in values:
+            frames = torch.from_numpy(values["encoder_attention_mask"])
+            return SpeechEncoderOutput(last_hidden_state=hidden, encoder_attention_mask=frames)
+        return BaseModelOutput(last_hidden_state=hidden)
 
 
 class _ORTEncoderDecoder(ORTGenerativeModel):
     """`encoder_model.onnx` runs once per input, `decoder_model.onnx` once per step."""
 
     default_file = DECODER_FILE
+    # Main inputs an encoder of this class may take besides `main_input_name`.
+    encoder_inputs: ClassVar[tuple[str, ...]] = ()
     # GenerationMixin looks the encoder up as `self.<base_model_prefix>.encoder` or
     # `self.encoder`; ours is the latter, so the prefix names nothing.
     base_model_prefix = ""
@@ -534,7 +566,10 @@ class _ORTEncoderDecoder(ORTGenerativeModel):
         # The caller's session options apply to both graphs.
         options = session_options if session_options is not None else self.default_session_options()
         self.encoder = _ORTEncoder(create_session(encoder_path, options, session.get_providers()))
-        if self.encoder.main_input_name != self.main_input_name:
+        if self.encoder.main_input_name in self.encoder_inputs:
+            # What generate() feeds it (as ORTModel does for its first input).
+            self.main_input_name = self.encoder.main_input_name  # type: ignore[misc]
+        elif self.encoder.main_input_name != self.main_input_name:
             raise ORTModelError(
                 f"The encoder in '{model_dir}' takes {self.encoder.main_input_name}, not "
                 f"{self.main_input_name}: it was exported for another task."
@@ -555,6 +590,7 @@ class _ORTEncoderDecoder(ORTGenerativeModel):
         use_cache: bool | None = None,
         input_features: Any = None,
         pixel_values: Any = None,
+        input_values: Any = None,
         **kwargs: Any,
     ) -> Any:
         """One decoding step (running the encoder first when no encoder_outputs are given)."""
@@ -564,6 +600,7 @@ class _ORTEncoderDecoder(ORTGenerativeModel):
                 attention_mask=attention_mask,
                 input_features=input_features,
                 pixel_values=pixel_values,
+                input_values=input_values,
             )
         if decoder_input_ids is None:
             raise ORTModelError("Missing decoder_input_ids for the decoding step.")
@@ -576,7 +613,10 @@ class _ORTEncoderDecoder(ORTGenerativeModel):
         )
         feed: dict[str, np.ndarray] = {"input_ids": ids, "encoder_hidden_states": states}
         if "encoder_attention_mask" in self.input_names:
-            if attention_mask is None:
+            frames = getattr(encoder_outputs, "encoder_attention_mask", None)
+            if frames is not None:  # a speech encoder's mask over its states
+                mask = _as_numpy(frames).astype(np.int64)
+            elif attention_mask is None:
                 mask = np.ones(states.shape[:2], dtype=np.int64)
             else:
                 mask = _as_numpy(attention_mask).astype(np.int64)
@@ -669,12 +709,14 @@ class _EncoderLayout:
 
 
 class ORTModelForSpeechSeq2Seq(WhisperGenerationMixin, _ORTEncoderDecoder):
-    """Speech recognition with a Whisper export; `generate()` is transformers' Whisper generate.
+    """Speech recognition with an encoder-decoder export; `generate()` is transformers'.
 
-    Language and task tokens, timestamps as tokens, long-form audio (sequential 30-second
-    windows) and temperature fallback all come from `WhisperGenerationMixin`. Word-level
-    timestamps (`return_token_timestamps`) need cross-attention weights the graph does not
-    return, and are refused.
+    Whisper folders get Whisper's generate: language and task tokens, timestamps as tokens,
+    long-form audio (sequential 30-second windows) and temperature fallback all come from
+    `WhisperGenerationMixin`. Word-level timestamps (`return_token_timestamps`) need
+    cross-attention weights the graph does not return, and are refused. Other speech
+    encoder-decoders (Speech2Text's filter banks, audio of any length with a padding mask)
+    get `GenerationMixin.generate`, as their PyTorch classes do.
 
     Example:
         >>> model = ORTModelForSpeechSeq2Seq.from_pretrained("out/")  # doctest: +SKIP
@@ -684,6 +726,16 @@ class ORTModelForSpeechSeq2Seq(WhisperGenerationMixin, _ORTEncoderDecoder):
 
     task = "automatic-speech-recognition"
     main_input_name = "input_features"
+    encoder_inputs = ("input_features", "input_values")
+
+    @property
+    def whisper_style(self) -> bool:
+        """Whether the encoder takes one fixed number of log-mel frames (Whisper's layout)."""
+        return (
+            isinstance(self.encoder.session.get_inputs()[0].shape[-1], int)
+            and hasattr(self.config, "max_source_positions")
+            and "attention_mask" not in self.encoder.input_names
+        )
 
     @functools.cached_property
     def model(self) -> SimpleNamespace:
@@ -695,7 +747,9 @@ class ORTModelForSpeechSeq2Seq(WhisperGenerationMixin, _ORTEncoderDecoder):
         return SimpleNamespace(encoder=_EncoderLayout(frames, positions), config=self.config)
 
     def generate(self, *args: Any, **kwargs: Any) -> Any:
-        """Whisper's generate; see `WhisperGenerationMixin.generate` for the arguments."""
+        """Whisper's generate for Whisper folders, transformers' plain generate otherwise."""
+        if not self.whisper_style:
+            return GenerationMixin.generate(self, *args, **kwargs)
         if kwargs.get("return_token_timestamps"):
             raise ORTModelError(
                 "return_token_timestamps (word-level timestamps) needs cross-attention weights, "

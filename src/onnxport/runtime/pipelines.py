@@ -234,9 +234,14 @@ def _transformers_pipeline(
         name = task if translation_pair or task in _TEXT2TEXT_NAMES else name
         return pipeline_class(name)(model=ort_model, tokenizer=tokenizer_obj, task=name, **kwargs)
     pipeline_task = task if task in transformers.pipelines.SUPPORTED_TASKS else name
-    return _build(
+    built = _build(
         _PIPELINE_NAMES.get(pipeline_task, pipeline_task), ort_model, tokenizer_obj, kwargs
     )
+    if name == "automatic-speech-recognition" and not getattr(ort_model, "whisper_style", True):
+        # transformers tells a speech encoder-decoder by its PyTorch class name; ours is not
+        # one of them, and without this the pipeline would decode it as CTC.
+        built.type = "seq2seq"
+    return built
 
 
 def _tokenizer(tokenizer: Any, folder: Path) -> Any:
