@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from onnxport.cli.main import main
+from onnxport.coverage import peer
 from onnxport.coverage.runner import (
     FAIL,
     PASS,
@@ -151,3 +152,40 @@ def test_sample_pairs_pass(part: int) -> None:
 def test_committed_markdown_is_generated_from_the_packaged_matrix() -> None:
     page = Path(__file__).parents[1] / "docs" / "coverage.md"
     assert page.read_text(encoding="utf-8") == to_markdown(packaged_results())
+
+
+def test_peer_exports_the_same_pairs_and_both_counts_are_printed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # text-generation exports as several graphs, which the peer's one-graph export does not
+    # compare with: only the fill-mask pair runs, through both exporters.
+    argv = ["coverage", "--peer", "--model-types", "bert", "--tasks",
+            "fill-mask,text-generation", "--json", str(tmp_path / "peer.json")]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "1 pairs" in out
+    assert f"PASS: onnxport 1 of 1, {peer.PEER} 1 of 1" in out
+    data = json.loads((tmp_path / "peer.json").read_text())
+    assert [(r["model_type"], r["task"], r["status"]) for r in data[peer.PEER]] == [
+        ("bert", "fill-mask", PASS)
+    ]
+    assert main(["coverage", "--peer", "--model-types", "gpt2", "--tasks", "text-generation"]) == 2
+    assert "single-graph tasks only" in capsys.readouterr().err
+
+
+def test_side_by_side_names_the_pairs_only_the_peer_passes() -> None:
+    ours = [PairResult("a", "fill-mask", PASS), PairResult("b", "fill-mask", FAIL, "X", "why")]
+    theirs = [PairResult("a", "fill-mask", FAIL, "ValidationError", "differs"),
+              PairResult("b", "fill-mask", PASS)]  # fmt: skip
+    table = peer.side_by_side(ours, theirs)
+    assert f"PASS: onnxport 1 of 2, {peer.PEER} 1 of 2" in table
+    assert table.splitlines()[-1] == f"only {peer.PEER} passes: b fill-mask"
+    assert "FAIL (ValidationError: differs)" in table
+
+
+def test_peer_graphs_are_held_to_onnxport_validation() -> None:
+    # ViT-MAE masks patches at random inside forward: the peer's graph exports, but its
+    # outputs differ from PyTorch's at the new shapes, and the validator says so.
+    [result] = run_matrix([("vit_mae", "image-feature-extraction")], timeout=300, peer=True)
+    assert (result.status, result.category) == (FAIL, "ValidationError")
+    assert "ids_restore" in result.reason

@@ -356,6 +356,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     coverage.add_argument("--json", type=Path, help="write the matrix as JSON")
     coverage.add_argument("--markdown", type=Path, help="write the matrix as Markdown")
+    coverage.add_argument(
+        "--peer",
+        action="store_true",
+        help="also export the pairs with transformers.exporters.OnnxExporter, validate its "
+        "graphs the same way and print both statuses side by side (default pairs: a built-in "
+        "sample of single-graph tasks)",
+    )
 
     demo = commands.add_parser("demo", help="export the built-in MiniLM-L6 and rank sentences")
     demo.add_argument(
@@ -526,6 +533,8 @@ def _cmd_coverage(args: argparse.Namespace) -> int:
     from onnxport.coverage import runner as coverage
     from onnxport.errors import VariantError
 
+    if args.peer:
+        return _coverage_with_peer(args)
     pairs = coverage.enumerate_pairs(
         args.model_types.split(",") if args.model_types else None,
         args.tasks.split(",") if args.tasks else None,
@@ -566,6 +575,41 @@ def _cmd_coverage(args: argparse.Namespace) -> int:
         args.json.write_text(coverage.to_json(results), encoding="utf-8")
     if args.markdown:
         args.markdown.write_text(coverage.to_markdown(results), encoding="utf-8")
+    return EXIT_OK
+
+
+def _coverage_with_peer(args: argparse.Namespace) -> int:
+    """`coverage --peer`: the same pairs through onnxport and Transformers' exporter."""
+    from onnxport.coverage import peer
+    from onnxport.coverage import runner as coverage
+    from onnxport.errors import VariantError
+
+    if args.update is not None or args.only_failed or args.markdown is not None:
+        raise VariantError("--peer compares exporters on its own pairs: drop --update, "
+                           "--only-failed and --markdown.")  # fmt: skip
+    if args.model_types or args.tasks:
+        chosen = coverage.enumerate_pairs(
+            args.model_types.split(",") if args.model_types else None,
+            args.tasks.split(",") if args.tasks else None,
+        )
+        pairs = [pair for pair in chosen if peer.comparable(pair[1])]
+        if not pairs:
+            raise VariantError("--peer compares single-graph tasks only; the chosen pairs are "
+                               "all generative (several graphs).")  # fmt: skip
+    else:
+        pairs = list(peer.PEER_SAMPLE)
+    print(f"{len(pairs)} pairs, {args.jobs} at a time, through onnxport and {peer.PEER}")
+    options = {"jobs": args.jobs, "timeout": args.timeout, "memory_gb": args.memory_gb,
+               "chunk": args.chunk}  # fmt: skip
+    ours = coverage.run_matrix(pairs, **options)
+    theirs = coverage.run_matrix(pairs, peer=True, **options)
+    print(peer.side_by_side(ours, theirs))
+    if args.json:
+        import json
+        from dataclasses import asdict
+
+        data = {"onnxport": [asdict(r) for r in ours], peer.PEER: [asdict(r) for r in theirs]}
+        args.json.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     return EXIT_OK
 
 

@@ -112,13 +112,17 @@ _MARK = "@@onnxport-pair "  # prefixes each result line a worker prints (librari
 _OUT_OF_MEMORY = ("MemoryError", "bad_alloc", "Cannot allocate memory", "failed to map segment")
 
 
-def _run_chunk(pairs: list[tuple[str, str]], timeout: float, memory_gb: float) -> list[PairResult]:
+def _run_chunk(
+    pairs: list[tuple[str, str]], timeout: float, memory_gb: float, peer: bool = False
+) -> list[PairResult]:
     """Run `pairs` one after another in one worker process; stop at the first crash.
 
     Returns a result per pair finished, plus one FAIL for a pair that crashed the worker or
-    ran past `timeout`; the caller re-queues the pairs after it in a fresh worker.
+    ran past `timeout`; the caller re-queues the pairs after it in a fresh worker. `peer`
+    exports with Transformers' exporter instead (`onnxport.coverage.peer`).
     """
-    command = [sys.executable, "-m", "onnxport.coverage.runner", *[f"{m}::{t}" for m, t in pairs]]
+    entry = "onnxport.coverage.peer" if peer else "onnxport.coverage.runner"
+    command = [sys.executable, "-m", entry, *[f"{m}::{t}" for m, t in pairs]]
     env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_OFFLINE": "1"}
 
     def limit_memory() -> None:  # runs in the worker: a model too big fails alone, not the host
@@ -185,12 +189,13 @@ def run_matrix(
     memory_gb: float = 8,
     chunk: int = 8,
     progress: Callable[[PairResult], None] | None = None,
+    peer: bool = False,
 ) -> list[PairResult]:
     """Run every pair, `jobs` workers at a time, each worker taking up to `chunk` pairs.
 
     A worker pays a few seconds of imports once per chunk instead of once per pair; a pair
     that crashes or hangs its worker fails alone, and the rest of its chunk moves on to a
-    fresh worker.
+    fresh worker. `peer` runs them through Transformers' exporter instead of onnxport's.
     """
     pending = collections.deque(pairs)
     results: list[PairResult] = []
@@ -202,7 +207,7 @@ def run_matrix(
                 if not pending:
                     return
                 batch = [pending.popleft() for _ in range(min(chunk, len(pending)))]
-            done = _run_chunk(batch, timeout, memory_gb)
+            done = _run_chunk(batch, timeout, memory_gb, peer)
             with lock:
                 pending.extendleft(reversed(batch[len(done) :]))
                 results.extend(done)
