@@ -73,6 +73,7 @@ def test_cli_reports_both_graphs_validated(
     assert "[x]" not in stdout
 
 
+@pytest.mark.slow  # ~40-90 s; `make test-slow`
 def test_decoder_validation_covers_empty_and_non_empty_past(tmp_path, checkpoint) -> None:
     ckpt = checkpoint("t5", "text2text-generation")
     result = onnxport.export(ckpt, tmp_path / "api")

@@ -97,6 +97,7 @@ def test_object_detection_pipeline_matches_pytorch(tmp_path: Path) -> None:
     assert output.pred_boxes.shape == (2, 6, 4)
 
 
+@pytest.mark.slow  # ~40-90 s; `make test-slow`
 def test_semantic_segmentation_pipeline_matches_pytorch(tmp_path: Path) -> None:
     model = tiny_model(tiny_config("segformer", num_labels=3), "semantic-segmentation")
     processor = _image_processor(64, "SegformerImageProcessorPil")
@@ -275,6 +276,7 @@ def test_image_pipeline_without_a_processor_says_what_to_do(tmp_path: Path) -> N
         onnxport.pipeline("image-classification", model=folder)
 
 
+@pytest.mark.slow  # ~40-90 s; `make test-slow`
 def test_probing_image_sizes_leaves_the_model_as_it_was(tmp_path: Path) -> None:
     # Swin shrinks its attention window to a small image it is shown and keeps it: the
     # size probe must run on a copy, or the model no longer runs at its own size.
@@ -290,6 +292,7 @@ def test_probing_image_sizes_leaves_the_model_as_it_was(tmp_path: Path) -> None:
         torch.testing.assert_close(model(pixel_values=pixels).logits, expected)
 
 
+@pytest.mark.slow  # ~40-90 s; `make test-slow`
 def test_image_size_is_fixed_when_the_graph_does_not_hold_at_others(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

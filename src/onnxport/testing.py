@@ -340,12 +340,24 @@ def _fit_mrope_sections(config: Any) -> None:
     rope["mrope_section"] = scaled
 
 
+def _fit_groups(config: Any) -> None:
+    """Grouped layers (SqueezeBERT's `*_groups`) need widths divisible by their groups."""
+    groups = [
+        v for k, v in config.to_dict().items() if k.endswith("_groups") and isinstance(v, int)
+    ]
+    size = getattr(config, "intermediate_size", None)
+    if groups and isinstance(size, int) and max(groups) > 1 and size % max(groups):
+        with contextlib.suppress(AttributeError, TypeError):
+            config.intermediate_size = size + max(groups) - size % max(groups)
+
+
 def _shrink_sizes(config: Any) -> None:
     """Shrink one config's own size fields in place (not its sub-configs)."""
     # Stage-based vision models (Swin, ConvNeXt) derive hidden_size and the stage count from
     # per-stage lists: only the lists' depths shrink.
     staged = isinstance(getattr(config, "depths", None), (list, tuple))
     original_hidden = getattr(config, "hidden_size", None)
+    original_embedding = getattr(config, "embedding_size", None)
     original_layers = {
         v for k in _LAYER_COUNTS if isinstance(v := getattr(config, k, None), int) and v > 0
     }
@@ -372,8 +384,12 @@ def _shrink_sizes(config: Any) -> None:
             with contextlib.suppress(NotImplementedError, AttributeError, TypeError):
                 setattr(config, key, value)
     # Sizes tied to the hidden size (DeBERTa's pooler_hidden_size, OPT's word_embed_proj_dim,
-    # Swin2SR's embed_dim, SigLIP's projection_size) must follow it.
+    # Swin2SR's embed_dim, SigLIP's projection_size) must follow it; so does an embedding
+    # width the default config makes equal to it (SqueezeBERT's layers require it).
     hidden = getattr(config, "hidden_size", None)
+    if original_hidden == original_embedding and not staged and hasattr(config, "embedding_size"):
+        with contextlib.suppress(NotImplementedError, AttributeError, TypeError):
+            config.embedding_size = hidden
     if original_hidden != hidden:
         for key, value in list(config.to_dict().items()):
             tied = key.endswith(("_hidden_size", "_proj_dim", "projection_size")) or key in (
@@ -397,6 +413,7 @@ def _shrink_sizes(config: Any) -> None:
                 setattr(config, key, config.hidden_size // config.num_attention_heads)
     _fit_state_space_heads(config)
     _fit_mrope_sections(config)
+    _fit_groups(config)
     if not staged:
         _keep_out_indices(config)
 
