@@ -85,6 +85,13 @@ class EncoderPart(torch.nn.Module):
         return BaseModelOutput(last_hidden_state=output.last_hidden_state)
 
 
+def _as_encoder_decoder_cache(cache: Any) -> EncoderDecoderCache:
+    """`cache` as the EncoderDecoderCache a decoder step takes (a self-attention one, or none)."""
+    if isinstance(cache, EncoderDecoderCache):
+        return cache
+    return EncoderDecoderCache(cache if cache is not None else DynamicCache(), DynamicCache())
+
+
 def decoder_step(
     model: Any,
     input_ids: torch.Tensor,
@@ -97,8 +104,7 @@ def decoder_step(
     A cache with filled cross-attention layers is reused as it is; an empty one (or none)
     is computed from `encoder_hidden_states`.
     """
-    if not isinstance(cache, EncoderDecoderCache):
-        cache = EncoderDecoderCache(cache if cache is not None else DynamicCache(), DynamicCache())
+    cache = _as_encoder_decoder_cache(cache)
     mask = {} if encoder_attention_mask is None else {"attention_mask": encoder_attention_mask}
     output = model(
         encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden_states),
@@ -257,12 +263,11 @@ class MaskedSpeechEncoderPart(torch.nn.Module):
     (Moonshine), or `_get_feature_vector_attention_mask` (Speech2Text, SpeechT5).
     """
 
-    def __init__(self, model: Any, source: str) -> None:
+    def __init__(self, model: Any) -> None:
         super().__init__()
         self.model = model
         self.config = model.config
         self.main_input_name = model.main_input_name
-        self.source = source
 
     def forward(
         self,
@@ -277,7 +282,7 @@ class MaskedSpeechEncoderPart(torch.nn.Module):
         output = encoder(**{self.main_input_name: audio}, attention_mask=attention_mask)
         hidden = output.last_hidden_state
         frames = None
-        owner = _frame_mask_owner(self.model) if self.source == "owner" else None
+        owner = _frame_mask_owner(self.model)
         if attention_mask is not None and owner is not None:
             frames = owner._get_feature_vector_attention_mask(hidden.shape[1], attention_mask)
         elif attention_mask is not None:
@@ -303,8 +308,7 @@ class MaskedSpeechDecoderPart(DecoderPart):
 
     def __init__(self, model: Any) -> None:
         super().__init__(model)
-        width = model.config.d_model if hasattr(model.config, "d_model") else None
-        width = width or model.config.hidden_size
+        width = getattr(model.config, "d_model", None) or model.config.hidden_size
         self.input_templates: dict[str, Template] = {
             "encoder_hidden_states": (BATCH, ENCODER, int(width))
         }
@@ -317,10 +321,7 @@ class MaskedSpeechDecoderPart(DecoderPart):
         encoder_attention_mask: torch.Tensor | None = None,
     ) -> dict[str, Any]:
         """The decoder stack, then the output projection, as the model's forward runs them."""
-        if not isinstance(cache, EncoderDecoderCache):
-            cache = EncoderDecoderCache(
-                cache if cache is not None else DynamicCache(), DynamicCache()
-            )
+        cache = _as_encoder_decoder_cache(cache)
         decoder = self.model.get_decoder()
         # SpeechT5's text decoder names its token ids input_values.
         parameters = inspect.signature(decoder.forward).parameters
@@ -384,7 +385,7 @@ def graph_parts(model: Any, task: str) -> list[tuple[str, torch.nn.Module, list[
         if source is None or audio not in ("input_values", "input_features"):
             speech_frames(model)  # refuses in one line, naming the architecture
         return [
-            (ENCODER_FILE, MaskedSpeechEncoderPart(model, str(source)), [audio, "attention_mask"]),
+            (ENCODER_FILE, MaskedSpeechEncoderPart(model), [audio, "attention_mask"]),
             (DECODER_FILE, MaskedSpeechDecoderPart(model), list(DECODER_INPUTS)),
         ]
     if task in _UNMASKED_ENCODERS:
