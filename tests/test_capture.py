@@ -128,3 +128,18 @@ def test_export_a_loaded_model(tmp_path: Path, checkpoint) -> None:
     assert (tmp_path / "out" / "tokenizer.json").is_file()
     with pytest.raises(TaskError, match="no head for 'fill-mask'"):
         onnxport.export(model, tmp_path / "other", task="fill-mask")
+
+
+def test_axes_less_squeeze_keeps_a_batch_of_one(tmp_path: Path) -> None:
+    """MBart's `shift_tokens_right` calls `.squeeze()`: traced at batch 2, it must not drop
+    the batch axis at batch 1 (validation runs batch 1; ONNX Runtime failed in Unsqueeze)."""
+    import onnx
+
+    from onnxport.testing import tiny_config, tiny_model
+
+    model = tiny_model(tiny_config("mbart"), "text-classification")
+    result = onnxport.export(model, tmp_path / "out", task="text-classification")
+    assert result.validation is not None
+    assert result.validation.passed
+    graph = onnx.load(str(tmp_path / "out" / "model.onnx"), load_external_data=False).graph
+    assert any(n.op_type == "Squeeze" and len(n.input) == 2 for n in graph.node)

@@ -105,6 +105,28 @@ def test_text_generation_pipelines(checkpoint, exported) -> None:
     assert theirs(PROMPTS[0], **settings) == expected
 
 
+@pytest.mark.parametrize(
+    ("model_type", "init"),
+    [("megatron-bert", 0.5), pytest.param("rembert", 0.2, marks=pytest.mark.slow)],
+)
+def test_encoder_architecture_as_a_decoder(model_type: str, init: float, tmp_path: Path) -> None:
+    """BERT-like causal LMs (is_decoder=True) return an EncoderDecoderCache without
+    cross-attention; their self-attention cache alone is the graph's past."""
+    from onnxport.testing import save_tiny_checkpoint
+
+    ckpt = save_tiny_checkpoint(
+        model_type, "text-generation", tmp_path / "ckpt", initializer_range=init
+    )
+    folder = tmp_path / "onnx"
+    onnxport.export(ckpt, folder, task="text-generation")
+    tokenizer, inputs = _prompts(folder)
+    settings = {"max_new_tokens": 12, "do_sample": False, "pad_token_id": tokenizer.pad_token_id}
+    expected = AutoModelForCausalLM.from_pretrained(ckpt).eval().generate(**inputs, **settings)
+    actual = onnxport.ORTModelForCausalLM.from_pretrained(folder).generate(**inputs, **settings)
+    assert torch.equal(actual, expected)
+    assert len(set(expected[0, -12:].tolist())) >= 3, "degenerate greedy path"
+
+
 def test_causal_lm_class_refuses_an_encoder_export(exported) -> None:
     with pytest.raises(ORTModelError, match="exported for feature-extraction"):
         onnxport.ORTModelForCausalLM.from_pretrained(exported("bert", "feature-extraction"))

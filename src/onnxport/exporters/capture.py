@@ -22,6 +22,7 @@ import torch
 
 from onnxport.errors import CaptureError, ExportOptionError, write_failure
 from onnxport.exporters.spec import ExportSpec, run_reference
+from onnxport.exporters.squeeze_axes import explicit_squeeze_axes
 
 logger = logging.getLogger(__name__)
 
@@ -273,6 +274,8 @@ def capture(
             # Raised outside the handler: inside it, torch's wrapper would become the context
             # of its own cause (a cycle). The traceback still ends at the line at fault.
             raise bug
+        if squeezed := explicit_squeeze_axes(path):
+            logger.info("%d axes-less Squeeze nodes got their traced axes.", squeezed)
         seconds = time.perf_counter() - start
         if failures:
             logger.warning(

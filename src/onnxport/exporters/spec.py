@@ -361,6 +361,10 @@ def _probe_cache(
         )
     # Only a cross-attention cache of (batch, heads, encoder positions, head size) per layer is
     # taken in; any other layout keeps its keys and values recomputed at every step.
+    # A decoder built from an encoder (BERT-like, is_decoder=True) returns an
+    # EncoderDecoderCache even without cross-attention: no encoder states, no cross cache.
+    if "encoder_hidden_states" not in values:
+        cross = []
     encoder_length = int(values["encoder_hidden_states"].shape[1]) if cross else 0
     if not all(
         isinstance(getattr(x, "keys", None), torch.Tensor)
