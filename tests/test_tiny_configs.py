@@ -30,3 +30,13 @@ def test_per_layer_lists_follow_the_depth_and_keep_every_kind() -> None:
 def test_widths_tied_across_sub_configs_follow_the_shrink() -> None:
     config = tiny_config("granite_docling")
     assert config.vision_config.out_hidden_size == config.text_config.hidden_size
+
+
+@pytest.mark.parametrize("model_type", ["layoutlmv3", "lilt"])
+def test_document_models_export_with_boxes(model_type: str) -> None:
+    """Their 2-D layout embeddings split the hidden size in six: the tiny config must allow it,
+    and the export derives `bbox` (and LayoutLMv3's image) and validates."""
+    from onnxport.coverage.runner import PASS, run_pair
+
+    result = run_pair(model_type, "token-classification")
+    assert result.status == PASS, result.reason

@@ -792,6 +792,14 @@ def save_tiny_llava(folder: str | Path, *, seed: int = 0) -> Path:
     return folder
 
 
+# Tiny sizes that a model's own arithmetic constrains, where TINY_SIZES do not fit it.
+TINY_CONFIG_OVERRIDES: dict[str, dict[str, Any]] = {
+    # 2-D layout embeddings split the hidden size in six (x0, y0, x1, y1, width, height).
+    "lilt": {"hidden_size": 48},
+    "layoutlmv3": {"hidden_size": 48, "coordinate_size": 8, "shape_size": 8},
+}
+
+
 def tiny_model_for(model_type: str, task: str, *, seed: int = 0) -> Any:
     """The tiny random model the coverage matrix exports for a (model type, task) pair.
 
@@ -803,4 +811,5 @@ def tiny_model_for(model_type: str, task: str, *, seed: int = 0) -> Any:
         return tiny_vision_language_model(model_type, seed=seed)
     if model_type == "vision-encoder-decoder":
         return tiny_model(tiny_vision_encoder_decoder_config(), task, seed=seed)
-    return tiny_model(tiny_config(model_type), task, seed=seed)
+    overrides = TINY_CONFIG_OVERRIDES.get(model_type, {})
+    return tiny_model(tiny_config(model_type, **overrides), task, seed=seed)
