@@ -184,3 +184,15 @@ def test_transformers_js_generates_the_same_tokens(llava, tmp_path: Path) -> Non
     assert answer["sequences"] == expected.tolist()
     ours = onnxport.ORTModelForImageTextToText.from_pretrained(tmp_path / "llava-js")
     assert torch.equal(_generate(ours, inputs), expected)
+
+
+@pytest.mark.parametrize("task", ["feature-extraction", "text-classification"])
+def test_text_tasks_export_the_text_path(task: str, tmp_path: Path) -> None:
+    """Gemma 3's text tasks take tokens only (images need the processor's placeholders:
+    image-text-to-text); with pixel_values in the graph, forward failed on example inputs."""
+    from onnxport.testing import tiny_config, tiny_model
+
+    result = onnxport.export(tiny_model(tiny_config("gemma3"), task), tmp_path / "out", task=task)
+    assert result.spec.input_names == ["input_ids", "attention_mask"]
+    assert result.validation is not None
+    assert result.validation.passed

@@ -179,6 +179,7 @@ def default_input_names(
         and "pixel_values" in accepted
         and "pixel_values" not in names
         and modality.has_image_processor(config.model_type)
+        and not (_splices_images(config) and "pixel_values" not in required_parameters(model))
     ):
         names.append("pixel_values")  # a dual encoder (CLIP, SigLIP): text and images
     if "bbox" in accepted and "bbox" not in names:
@@ -206,6 +207,16 @@ def default_input_names(
         if "position_ids" in accepted and "position_ids" not in names:
             names.append("position_ids")
     return names
+
+
+def _splices_images(config: Any) -> bool:
+    """Whether the model puts image features in place of image tokens (a vision-language model).
+
+    Its text tasks export the text path (images optional in forward stay out): a prompt with
+    images needs its placeholder tokens expanded by the processor, and image-text-to-text
+    exports that path as the graphs generation needs.
+    """
+    return any(getattr(config, k, None) is not None for k in ("image_token_id", "image_token_index"))
 
 
 def _cache_argument(model: torch.nn.Module) -> str:
