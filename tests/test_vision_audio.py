@@ -264,6 +264,31 @@ def test_vision_feature_extraction_and_masked_im(tmp_path: Path) -> None:
     torch.testing.assert_close(output.reconstruction, expected, atol=1e-4, rtol=1e-4)
 
 
+def test_random_masking_noise_is_an_input(tmp_path: Path) -> None:
+    """ViT-MAE masks patches by noise forward draws itself: a graph would freeze one draw.
+    The noise is an input; the ORT class draws it when not given, as forward does."""
+    model = tiny_model(tiny_config("vit_mae", image_size=32, patch_size=8), "feature-extraction")
+    result = onnxport.export(model, tmp_path / "out", task="image-feature-extraction")
+    assert result.spec.input_names == ["pixel_values", "noise"]
+    assert result.validation is not None
+    assert result.validation.passed
+    ort_model = onnxport.ORTModelForImageFeatureExtraction.from_pretrained(tmp_path / "out")
+    pixels, noise = torch.randn(3, 3, 32, 32), torch.rand(3, 16)
+    with torch.no_grad():
+        expected = model(pixel_values=pixels, noise=noise)
+    output = ort_model(pixel_values=pixels, noise=noise)
+    torch.testing.assert_close(output.ids_restore, expected.ids_restore)
+    torch.testing.assert_close(
+        output.last_hidden_state, expected.last_hidden_state, atol=1e-4, rtol=1e-4
+    )
+    drawn = [ort_model(pixel_values=pixels).ids_restore for _ in range(2)]
+    assert drawn[0].shape == (3, 16)
+    assert not torch.equal(drawn[0], drawn[1])  # a fresh draw each call, like forward
+    # A model that takes noise but does not mask at random (Hiera's bare model) gets none.
+    hiera = tiny_model(tiny_config("hiera"), "feature-extraction")
+    assert "noise" not in onnxport.get_onnx_config(hiera, "image-feature-extraction").input_names
+
+
 def test_tasks_without_a_pipeline_are_refused_clearly(tmp_path: Path) -> None:
     with pytest.raises(TaskError, match="no pipeline for 'masked-im'"):
         onnxport.pipeline("masked-im", model=tmp_path)

@@ -253,6 +253,8 @@ def _make_one(
         "encoder_hidden_states", "input_features", "input_values", "pixel_values", "inputs_embeds"
     ):  # fmt: skip
         return torch.randn(dims, generator=generator)
+    if name == "noise":  # what forward would draw: uniform in [0, 1)
+        return torch.rand(dims, generator=generator)
     if name == "bbox":  # (x0, y0, x1, y1) per token on LayoutLM's 0-1000 page grid
         corners = torch.randint(0, 500, (*dims[:-1], 2), generator=generator)
         sizes = torch.randint(1, 500, (*dims[:-1], 2), generator=generator)

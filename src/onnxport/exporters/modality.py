@@ -174,7 +174,46 @@ def input_names(model: torch.nn.Module, config: Any, accepted: set[str]) -> list
     names = [main]
     if main == "input_values" and "attention_mask" in accepted and _extractor_masks(config):
         names.append("attention_mask")
+    if main == "pixel_values" and "noise" in accepted and _draws_noise(model, config):
+        names.append("noise")
     return names
+
+
+def _noise_length(config: Any) -> int:
+    """One noise value per patch (ViT-MAE shuffles patches by it)."""
+    height, width = image_size(config)
+    patch = _first_attr(config, "patch_size")
+    ph, pw = (patch, patch) if isinstance(patch, int) else tuple(patch)
+    return (height // ph) * (width // pw)
+
+
+def _draws_noise(model: torch.nn.Module, config: Any) -> bool:
+    """Whether forward draws random noise when not given any (ViT-MAE's random masking).
+
+    Such a graph would freeze one draw: the noise becomes an input instead (ORT model
+    classes draw it when the caller does not pass it, as forward does). Hiera takes `noise`
+    too but only its pre-training model masks: outputs that repeat need no noise input.
+    """
+    height, width = image_size(config)
+    pixels = torch.randn(2, num_channels(config), height, width, dtype=model_dtype(model))
+    outputs = []
+    probe = _scratch(model)
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        try:
+            with torch.no_grad():
+                output = probe(pixel_values=pixels)
+        except _INPUT_REFUSED:
+            return False
+        first = next((v for v in output.values() if isinstance(v, torch.Tensor)), None)
+        outputs.append(first)
+    if outputs[0] is None or outputs[1] is None or torch.equal(outputs[0], outputs[1]):
+        return False
+    noise = torch.rand(2, _noise_length(config))
+    with contextlib.suppress(*_INPUT_REFUSED), torch.no_grad():
+        probe(pixel_values=pixels, noise=noise)
+        return True
+    return False
 
 
 def input_templates(
@@ -207,6 +246,8 @@ def input_templates(
             templates["pixel_values"] = (BATCH, channels, height, width)
     if "bbox" in names:
         templates["bbox"] = (BATCH, SEQUENCE, 4)
+    if "noise" in names:
+        templates["noise"] = (BATCH, _noise_length(config))
     audio = next((n for n in names if n in _AUDIO_INPUTS), None)
     if audio is not None:
         templates[audio] = _audio_layout(model, config, audio)

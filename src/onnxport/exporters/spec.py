@@ -216,7 +216,9 @@ def _splices_images(config: Any) -> bool:
     images needs its placeholder tokens expanded by the processor, and image-text-to-text
     exports that path as the graphs generation needs.
     """
-    return any(getattr(config, k, None) is not None for k in ("image_token_id", "image_token_index"))
+    return any(
+        getattr(config, k, None) is not None for k in ("image_token_id", "image_token_index")
+    )
 
 
 def _cache_argument(model: torch.nn.Module) -> str:

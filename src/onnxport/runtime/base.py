@@ -80,6 +80,7 @@ class ORTModel:
         self.output_names = [o.name for o in session.get_outputs()]
         self._input_types = {i.name: i.type for i in session.get_inputs()}
         self._input_ranks = {i.name: len(i.shape) for i in session.get_inputs()}
+        self._input_shapes = {i.name: list(i.shape) for i in session.get_inputs()}
         if (
             self.input_names
             and "input_ids" not in self.input_names
@@ -341,6 +342,10 @@ class ORTModel:
                 value = _as_numpy(tensors[name])
             elif name in _DEFAULT_FILLS:
                 value = np.full(reference.shape, _DEFAULT_FILLS[name], dtype=np.int64)
+            elif name == "noise" and isinstance(self._input_shapes[name][-1], int):
+                # Forward draws it when not given (ViT-MAE's random masking): so do we.
+                size = (reference.shape[0], *self._input_shapes[name][1:])
+                value = np.random.default_rng().random(size, dtype=np.float32)
             else:
                 raise ORTModelError(f"Missing input '{name}'; this model takes {self._expected()}.")
             if value.ndim != self._input_ranks[name]:
