@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -56,6 +58,27 @@ def _check_parity(case, checkpoint, exported) -> None:
 
     beams = {"max_new_tokens": 8, "num_beams": 3, "do_sample": False}
     assert torch.equal(ort_model.generate(**inputs, **beams), pt_model.generate(**inputs, **beams))
+
+
+def test_encoder_decoder_model_generates_like_pytorch(tmp_path: Path) -> None:
+    """EncoderDecoderModel (BERT to BERT): its config has no width of its own, the encoder's
+    states are as wide as its encoder; greedy tokens on a padded batch equal PyTorch's."""
+    from onnxport.testing import tiny_config, tiny_model, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer(["input_ids", "attention_mask"])
+    config = tiny_config("encoder-decoder", tokenizer=tokenizer)
+    for stack in (config.encoder, config.decoder):
+        stack.initializer_range = 0.5  # tiny random weights vary their greedy path
+    model = tiny_model(config, "text2text-generation")
+    model.save_pretrained(tmp_path / "ckpt")
+    tokenizer.save_pretrained(tmp_path / "ckpt")
+    onnxport.export(tmp_path / "ckpt", tmp_path / "out", task="text2text-generation")
+    inputs = tokenizer(SOURCES, return_tensors="pt", padding=True)
+    greedy = {"max_new_tokens": 12, "do_sample": False}
+    expected = model.generate(**inputs, **greedy)
+    ort_model = onnxport.ORTModelForSeq2SeqLM.from_pretrained(tmp_path / "out")
+    assert torch.equal(ort_model.generate(**inputs, **greedy), expected)
+    assert not torch.equal(expected[0], expected[1])  # the encoder's input reaches the tokens
 
 
 @pytest.mark.slow  # suite time: the API test below proves the same validation

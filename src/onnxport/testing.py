@@ -147,11 +147,12 @@ def tiny_config(config: Any, *, tokenizer: Any | None = None, **overrides: Any) 
     for key, value in special.items():
         if getattr(config, key, None) is not None or key == "pad_token_id":
             setattr(config, key, value)
-    # A dual encoder's text tower (CLIP), or a sub-model sharing the vocabulary (Canary's
-    # decoder): ids must fit both.
+    # A dual encoder's text tower (CLIP), a sub-model sharing the vocabulary (Canary's
+    # decoder), an EncoderDecoderModel's two stacks: ids must fit both.
     for name, sub in _sub_configs(config):
         sub_vocab = int(getattr(sub, "vocab_size", 0) or 0)
-        if sub_vocab > vocab and (name == "text_config" or sub_vocab == original_vocab):
+        shared = name in ("text_config", "encoder", "decoder")  # EncoderDecoderModel's too
+        if sub_vocab > vocab and (shared or sub_vocab == original_vocab):
             sub.vocab_size = vocab
             for key, value in special.items():
                 if getattr(sub, key, None) is not None:
@@ -797,6 +798,8 @@ TINY_CONFIG_OVERRIDES: dict[str, dict[str, Any]] = {
     # 2-D layout embeddings split the hidden size in six (x0, y0, x1, y1, width, height).
     "lilt": {"hidden_size": 48},
     "layoutlmv3": {"hidden_size": 48, "coordinate_size": 8, "shape_size": 8},
+    # Its segmentation head reads 4 layers (the default config names only the last one).
+    "beit": {"num_hidden_layers": 4, "out_indices": [1, 2, 3, 4]},
 }
 
 

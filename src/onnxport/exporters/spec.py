@@ -209,6 +209,10 @@ def default_input_names(
     return names
 
 
+def _width(config: Any) -> int | None:
+    return getattr(config, "d_model", None) or getattr(config, "hidden_size", None)
+
+
 def _splices_images(config: Any) -> bool:
     """Whether the model puts image features in place of image tokens (a vision-language model).
 
@@ -438,7 +442,10 @@ def derive_spec(
         if name in inputs:
             inputs[name] = {i: axis for i, axis in enumerate(template) if isinstance(axis, str)}
     if "encoder_hidden_states" in inputs and "encoder_hidden_states" not in declared:
-        hidden = getattr(config, "d_model", None) or config.hidden_size
+        # An EncoderDecoderModel's config holds no width: its encoder's states are the input.
+        hidden = _width(config) or _width(getattr(config, "encoder", None))
+        if not hidden:
+            raise SpecError(f"'{config.model_type}' names no width for its encoder's states.")
         templates["encoder_hidden_states"] = (BATCH, ENCODER, int(hidden))
     if task.with_past:
         argument = _cache_argument(model)
