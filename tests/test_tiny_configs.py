@@ -40,3 +40,15 @@ def test_document_models_export_with_boxes(model_type: str) -> None:
 
     result = run_pair(model_type, "token-classification")
     assert result.status == PASS, result.reason
+
+
+def test_multimodal_rotary_sections_fit_the_shrunk_heads() -> None:
+    """Qwen2-VL's config sets no mrope_section; its rotary code falls back to [16, 24, 24],
+    which must shrink with the heads (the text path failed in split_with_sizes)."""
+    from onnxport.coverage.runner import PASS, run_pair
+
+    text = tiny_config("qwen2_vl").get_text_config()
+    head_dim = text.hidden_size // text.num_attention_heads
+    assert sum(text.rope_parameters["mrope_section"]) == head_dim // 2
+    result = run_pair("qwen2_vl", "feature-extraction")
+    assert result.status == PASS, result.reason

@@ -330,7 +330,14 @@ def _fit_mrope_sections(config: Any) -> None:
     """Multimodal rotary sections must add up to half the (shrunk) head size (Qwen2-VL)."""
     rope: Any = getattr(config, "rope_parameters", None)
     sections = rope.get("mrope_section") if isinstance(rope, dict) else None
+    if sections is None and "mrope_section" in getattr(
+        config, "ignore_keys_at_rope_validation", ()
+    ):
+        sections = [16, 24, 24]  # what Qwen2-VL's rotary code falls back to when none is set
     head_dim = getattr(config, "head_dim", None)
+    heads = getattr(config, "num_attention_heads", None)
+    if head_dim is None and isinstance(heads, int) and heads:
+        head_dim = int(config.hidden_size) // heads
     if not (isinstance(sections, list) and sections and isinstance(head_dim, int)):
         return
     half = head_dim // 2

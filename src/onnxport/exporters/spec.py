@@ -443,7 +443,8 @@ def derive_spec(
             inputs[name] = {i: axis for i, axis in enumerate(template) if isinstance(axis, str)}
     if "encoder_hidden_states" in inputs and "encoder_hidden_states" not in declared:
         # An EncoderDecoderModel's config holds no width: its encoder's states are the input.
-        hidden = _width(config) or _width(getattr(config, "encoder", None))
+        encoder = getattr(config, "encoder", None)
+        hidden = _width(config) or _width(encoder) or _width(getattr(encoder, "text_config", None))
         if not hidden:
             raise SpecError(f"'{config.model_type}' names no width for its encoder's states.")
         templates["encoder_hidden_states"] = (BATCH, ENCODER, int(hidden))
