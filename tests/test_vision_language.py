@@ -27,7 +27,9 @@ GRAPHS = {"vision_encoder.onnx", "embed_tokens.onnx", "decoder_model.onnx"}
 # LLaVA (features a list per image: exported for one image a run), Idefics3 (images per
 # prompt with a padding mask, pixel shuffle), Gemma 3 (image tokens attend both ways).
 # SmolVLM is Idefics3's code under another name: under `make test-slow`.
-CASES = ["llava", "idefics3", "gemma3", pytest.param("smolvlm", marks=pytest.mark.slow)]
+CASES = [
+    "llava", "idefics3", "gemma3", "paligemma", pytest.param("smolvlm", marks=pytest.mark.slow)
+]
 
 
 @pytest.fixture(scope="session")

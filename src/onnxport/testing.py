@@ -205,7 +205,7 @@ _LAYER_COUNTS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers")
 # Fields that hold another config's hidden size (a projection's input, a head's condition).
 _TIED_SUFFIXES = (
     "_hidden_size", "_proj_dim", "projection_size", "condition_dim", "codebook_dim",
-    "adapter_input_size",
+    "adapter_input_size", "projection_dim",
 )  # fmt: skip
 
 
@@ -711,6 +711,8 @@ VISION_LANGUAGE_OVERRIDES: dict[str, dict[str, Any]] = {
     "smolvlm": {},
     # Untied: with the embedding as its output layer, tiny Gemma 3 repeats its last token.
     "gemma3": {"mm_tokens_per_image": 4, "tie_word_embeddings": False},
+    # Likewise, and at the default scale its image features barely move the greedy path.
+    "paligemma": {"tie_word_embeddings": False, "initializer_range": 0.2},
 }
 
 
