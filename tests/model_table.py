@@ -90,6 +90,9 @@ DECODER_INIT = {"initializer_range": 0.5}
 DECODER_CASES: dict[str, ModelCase] = {
     case.model_type: case
     for case in (
+        # Gemma 4's full-attention layers have wider heads than its sliding ones (a
+        # heterogeneous config: per-layer overrides the tiny config keeps, scaled).
+        ModelCase("gemma4_text", DECODER_INIT),
         ModelCase("gpt2", DECODER_INIT),
         # Real Llama 3 checkpoints use grouped-query attention; the default config is
         # multi-head, which tiny configs now keep, so ask for the groups explicitly.

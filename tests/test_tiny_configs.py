@@ -52,3 +52,14 @@ def test_multimodal_rotary_sections_fit_the_shrunk_heads() -> None:
     assert sum(text.rope_parameters["mrope_section"]) == head_dim // 2
     result = run_pair("qwen2_vl", "feature-extraction")
     assert result.status == PASS, result.reason
+
+
+def test_heterogeneous_configs_keep_their_per_layer_overrides() -> None:
+    """Gemma 4's full-attention layers have twice the head size of its sliding ones: the tiny
+    config keeps one layer of each kind and the override, scaled with the global head size."""
+    config = tiny_config("gemma4_text")
+    assert config.layer_types == ["sliding_attention", "full_attention"]
+    sliding, full = config.per_layer_config[0], config.per_layer_config[1]
+    assert full.head_dim == 2 * sliding.head_dim == 2 * (config.hidden_size // 4)
+    reloaded = type(config).from_dict(config.to_dict())
+    assert reloaded.per_layer_config[1].head_dim == full.head_dim

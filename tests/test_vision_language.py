@@ -28,7 +28,11 @@ GRAPHS = {"vision_encoder.onnx", "embed_tokens.onnx", "decoder_model.onnx"}
 # prompt with a padding mask, pixel shuffle), Gemma 3 (image tokens attend both ways).
 # SmolVLM is Idefics3's code under another name: under `make test-slow`.
 CASES = [
-    "llava", "idefics3", "gemma3", "paligemma", pytest.param("smolvlm", marks=pytest.mark.slow)
+    "llava",
+    "idefics3",
+    "gemma3",
+    "paligemma",
+    pytest.param("smolvlm", marks=pytest.mark.slow),
 ]
 
 

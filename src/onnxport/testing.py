@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
+import json
 from pathlib import Path
 from typing import Any
 
@@ -214,8 +215,7 @@ def _sub_configs(config: Any) -> list[tuple[str, Any]]:
     from transformers import PretrainedConfig
 
     found = []
-    for key in list(vars(config)):
-        value = getattr(config, key, None)
+    for key, value in list(vars(config).items()):  # not getattr: per-layer fields would raise
         if isinstance(value, PretrainedConfig) and value is not config:
             found.append((key, value))
             found.extend(_sub_configs(value))
@@ -273,17 +273,23 @@ def _layer_choice(lists: list[list[Any]], layers: int) -> list[int]:
     return sorted(chosen[: layers - len(extra)] + extra)
 
 
-def _shrink_per_layer_lists(config: Any, original_layers: set[int]) -> None:
-    """Lists with one entry per layer (layer_types, mlp_layer_types, ...) follow the depth."""
+def _shrink_per_layer_lists(
+    config: Any, original_layers: set[int], kinds: list[str] | None = None
+) -> list[int] | None:
+    """Lists with one entry per layer (layer_types, mlp_layer_types, ...) follow the depth.
+
+    Returns which original layers the shrunk model keeps (None: the depth did not change).
+    `kinds` names each original layer's kind beside those lists (its per-layer overrides).
+    """
     layers = next(
         (getattr(config, k) for k in _LAYER_COUNTS if isinstance(getattr(config, k, None), int)),
         None,
     )
     if layers is None or layers in original_layers:
-        return
+        return None
     items = [(k, v) for k, v in config.to_dict().items() if isinstance(v, list)]
     per_layer = [v for _, v in items if len(v) in original_layers]
-    choice = _layer_choice(per_layer, layers)
+    choice = _layer_choice([*per_layer, *([kinds] if kinds else [])], layers)
     for key, values in items:
         if len(values) in original_layers:
             new: Any = [values[i] for i in choice]
@@ -304,6 +310,42 @@ def _shrink_per_layer_lists(config: Any, original_layers: set[int]) -> None:
     if hasattr(config, "attention_types") and hasattr(config, "attention_layers"):
         with contextlib.suppress(AttributeError, TypeError):  # GPT-Neo derives one from the other
             config.attention_layers = config.attention_layers[:layers]
+    return choice
+
+
+def _per_layer_overrides(config: Any) -> dict[int, dict[str, Any]] | None:
+    """A heterogeneous config's per-layer overrides (Gemma 4's wider full-attention heads)."""
+    if not getattr(config, "is_heterogeneous", False):
+        return None
+    raw = config.to_dict().get("per_layer_config") or {}
+    return {int(index): dict(values) for index, values in raw.items()}
+
+
+def _refit_per_layer(
+    config: Any,
+    overrides: dict[int, dict[str, Any]],
+    before: dict[str, Any],
+    choice: list[int] | None,
+) -> None:
+    """The kept layers keep their overrides, scaled as their global values were shrunk."""
+    # transformers has no public call to replace a config's overrides in place; this is the
+    # one its own config init uses.
+    from transformers.integrations.heterogeneity.configuration_utils import (
+        _apply_heterogeneous_config,
+    )
+
+    def scaled(value: Any, old: Any, new: Any) -> Any:
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in (value, old, new)) and old:
+            return max(1, value * new // old)
+        return new if value == old else value
+
+    layers = range(int(config.num_hidden_layers)) if choice is None else choice
+    refit = {
+        new_index: {k: scaled(v, before.get(k), getattr(config, k, None)) for k, v in kept.items()}
+        for new_index, old_index in enumerate(layers)
+        if (kept := overrides.get(old_index))
+    }
+    _apply_heterogeneous_config(config, refit)
 
 
 def _fit_state_space_heads(config: Any) -> None:
@@ -374,6 +416,10 @@ def _shrink_sizes(config: Any) -> None:
         getattr(config, "num_key_value_heads", None),
     )
     multi_head = isinstance(heads, int) and heads == kv_heads  # no grouped-query attention
+    overrides = _per_layer_overrides(config)
+    if overrides is not None:  # read global values while shrinking; per-layer ones refit below
+        config.allow_global_per_layer_attribute_access = True
+        before = {k: getattr(config, k, None) for values in overrides.values() for k in values}
     _shrink_lists(config)
     for key, value in TINY_SIZES.items():
         if staged and key in (
@@ -408,8 +454,13 @@ def _shrink_sizes(config: Any) -> None:
                     setattr(config, key, hidden)
     # Per-layer lists (ModernBERT's layer_types, ...) are derived at construction from the
     # original depth and validated against it.
+    choice = None
     if not staged:
-        _shrink_per_layer_lists(config, original_layers)
+        kinds = None
+        if overrides and original_layers:
+            depth = max(original_layers)
+            kinds = [json.dumps(overrides.get(i, {}), sort_keys=True) for i in range(depth)]
+        choice = _shrink_per_layer_lists(config, original_layers, kinds)
     # Multi-head latent attention (DeepSeek) sets head_dim to its rotary part: keep it.
     mla = hasattr(config, "qk_rope_head_dim")
     if (mla or multi_head) and hasattr(config, "num_key_value_heads"):
@@ -424,6 +475,9 @@ def _shrink_sizes(config: Any) -> None:
     _fit_groups(config)
     if not staged:
         _keep_out_indices(config)
+    if overrides is not None:
+        _refit_per_layer(config, overrides, before, choice)
+        config.allow_global_per_layer_attribute_access = False
 
 
 def _shrink_sub_configs(config: Any) -> None:
@@ -445,8 +499,7 @@ def _shrink_sub_configs(config: Any) -> None:
             embedding_size=16, hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 1, 1],
             out_indices=indices,
         )  # fmt: skip
-    for key in list(vars(config)):
-        value = getattr(config, key, None)
+    for value in list(vars(config).values()):
         if isinstance(value, PretrainedConfig) and value is not config:
             _shrink_sub_configs(value)
             _shrink_sizes(value)

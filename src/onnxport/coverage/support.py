@@ -27,7 +27,7 @@ TESTED_MODEL_TYPES: tuple[str, ...] = (
 TESTED_VISION_LANGUAGE: tuple[str, ...] = ("gemma3", "idefics3", "llava")
 # Decoder-only models: export with a key/value cache, validation, and generate() parity. The
 # same test runs the others the coverage matrix validates under `make test-slow` (suite time).
-TESTED_DECODERS: tuple[str, ...] = ("gpt2", "llama", "mistral", "phi3", "qwen3")
+TESTED_DECODERS: tuple[str, ...] = ("gemma4_text", "gpt2", "llama", "mistral", "phi3", "qwen3")
 # Encoder-decoder models: encoder + decoder graphs, validation, and generate() parity (the
 # others, mT5, Marian, mBART, Pegasus, M2M100 and ten more, under `make test-slow`).
 TESTED_SEQ2SEQ: tuple[str, ...] = ("bart", "t5")
