@@ -340,7 +340,7 @@ def _refit_per_layer(
         return new if value == old else value
 
     layers = range(int(config.num_hidden_layers)) if choice is None else choice
-    refit = {
+    refit: dict[int | str, dict[str, Any]] = {
         new_index: {k: scaled(v, before.get(k), getattr(config, k, None)) for k, v in kept.items()}
         for new_index, old_index in enumerate(layers)
         if (kept := overrides.get(old_index))
