@@ -205,3 +205,12 @@ def test_bare_encoder_decoder_takes_decoder_tokens_of_their_own_length(
     (actual,) = session.run(["last_hidden_state"], feed)
     assert actual.shape == (2, 3, expected.shape[-1])
     np.testing.assert_allclose(actual, expected, atol=1e-4)
+
+
+def test_mixture_of_experts_encoder_decoder_exports() -> None:
+    """NLLB-MoE's forward reads the encoder's router logits off the encoder output the
+    decoder step is given (the prefill failed with an AttributeError)."""
+    from onnxport.coverage.runner import PASS, run_pair
+
+    result = run_pair("nllb-moe", "text2text-generation")
+    assert result.status == PASS, result.reason

@@ -21,6 +21,7 @@ cross-attention needs (`encoder_attention_mask`), and `MaskedSpeechDecoderPart` 
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -92,6 +93,17 @@ def _as_encoder_decoder_cache(cache: Any) -> EncoderDecoderCache:
     return EncoderDecoderCache(cache if cache is not None else DynamicCache(), DynamicCache())
 
 
+@dataclass
+class EncoderStates(BaseModelOutput):
+    """The encoder's states as a decoder step receives them.
+
+    Mixture-of-experts encoder-decoders (Switch, NLLB-MoE) read the encoder's router logits
+    off it for their output: none here, the step only needs the states.
+    """
+
+    router_logits: Any = None
+
+
 def decoder_step(
     model: Any,
     input_ids: torch.Tensor,
@@ -107,7 +119,7 @@ def decoder_step(
     cache = _as_encoder_decoder_cache(cache)
     mask = {} if encoder_attention_mask is None else {"attention_mask": encoder_attention_mask}
     output = model(
-        encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden_states),
+        encoder_outputs=EncoderStates(last_hidden_state=encoder_hidden_states),
         decoder_input_ids=input_ids,
         cache=cache,
         use_cache=True,
