@@ -289,6 +289,23 @@ def test_random_masking_noise_is_an_input(tmp_path: Path) -> None:
     assert "noise" not in onnxport.get_onnx_config(hiera, "image-feature-extraction").input_names
 
 
+def test_video_models_take_frames(tmp_path: Path) -> None:
+    """VideoMAE and kin read (batch, frames, channels, height, width): 4-D example images
+    failed in forward. Their frames are the config's count at its image size."""
+    config = tiny_config("videomae", image_size=32, patch_size=8, num_frames=4)
+    model = tiny_model(config, "feature-extraction")
+    result = onnxport.export(model, tmp_path / "out", task="image-feature-extraction")
+    assert result.spec.input_templates["pixel_values"][1:] == (4, 3, 32, 32)
+    assert result.validation is not None
+    assert result.validation.passed
+    frames = torch.randn(3, 4, 3, 32, 32)
+    ort_model = onnxport.ORTModelForImageFeatureExtraction.from_pretrained(tmp_path / "out")
+    with torch.no_grad():
+        expected = model(pixel_values=frames).last_hidden_state
+    output = ort_model(pixel_values=frames).last_hidden_state
+    torch.testing.assert_close(output, expected, atol=1e-4, rtol=1e-4)
+
+
 def test_tasks_without_a_pipeline_are_refused_clearly(tmp_path: Path) -> None:
     with pytest.raises(TaskError, match="no pipeline for 'masked-im'"):
         onnxport.pipeline("masked-im", model=tmp_path)

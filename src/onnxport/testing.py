@@ -405,6 +405,10 @@ def _shrink_sizes(config: Any) -> None:
     """Shrink one config's own size fields in place (not its sub-configs)."""
     # Stage-based vision models (Swin, ConvNeXt) derive hidden_size and the stage count from
     # per-stage lists: only the lists' depths shrink.
+    overrides = _per_layer_overrides(config)
+    if overrides is not None:  # read global values while shrinking; per-layer ones refit below
+        config.allow_global_per_layer_attribute_access = True
+        before = {k: getattr(config, k, None) for values in overrides.values() for k in values}
     staged = isinstance(getattr(config, "depths", None), (list, tuple))
     original_hidden = getattr(config, "hidden_size", None)
     original_embedding = getattr(config, "embedding_size", None)
@@ -416,10 +420,6 @@ def _shrink_sizes(config: Any) -> None:
         getattr(config, "num_key_value_heads", None),
     )
     multi_head = isinstance(heads, int) and heads == kv_heads  # no grouped-query attention
-    overrides = _per_layer_overrides(config)
-    if overrides is not None:  # read global values while shrinking; per-layer ones refit below
-        config.allow_global_per_layer_attribute_access = True
-        before = {k: getattr(config, k, None) for values in overrides.values() for k in values}
     _shrink_lists(config)
     for key, value in TINY_SIZES.items():
         if staged and key in (

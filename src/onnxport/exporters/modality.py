@@ -225,7 +225,16 @@ def input_templates(
     `any_size` is off (the exporter's retry when the graph fixed a size anyway).
     """
     templates: dict[str, Template] = {}
-    if "pixel_values" in names:
+    frames = _first_attr(config, "num_frames")
+    if (
+        "pixel_values" in names
+        and isinstance(frames, int)
+        and main_input_name(model) in ("pixel_values", "input_ids")
+    ):
+        # Video models (VideoMAE, TimeSformer, ViViT, X-CLIP): frames of the configured size.
+        height, width = image_size(config)
+        templates["pixel_values"] = (BATCH, frames, num_channels(config), height, width)
+    elif "pixel_values" in names:
         height, width = image_size(config)
         channels = num_channels(config)
         if "input_ids" in names:
