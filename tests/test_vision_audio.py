@@ -306,6 +306,22 @@ def test_video_models_take_frames(tmp_path: Path) -> None:
     torch.testing.assert_close(output, expected, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("model_type", ["patchtst", "patchtsmixer"])
+def test_time_series_models_take_a_window_of_past_values(model_type: str, tmp_path: Path) -> None:
+    """PatchTST-style forecasters read (batch, context_length, channels) of past values."""
+    model = tiny_model(tiny_config(model_type, num_input_channels=2), "feature-extraction")
+    result = onnxport.export(model, tmp_path / "out", task="feature-extraction")
+    assert result.spec.input_names == ["past_values"]
+    assert result.validation is not None
+    assert result.validation.passed
+    values = torch.randn(3, model.config.context_length, 2)
+    ort_model = onnxport.ORTModelForFeatureExtraction.from_pretrained(tmp_path / "out")
+    with torch.no_grad():
+        expected = model(past_values=values).last_hidden_state
+    output = ort_model(past_values=values).last_hidden_state
+    torch.testing.assert_close(output, expected, atol=1e-4, rtol=1e-4)
+
+
 def test_tasks_without_a_pipeline_are_refused_clearly(tmp_path: Path) -> None:
     with pytest.raises(TaskError, match="no pipeline for 'masked-im'"):
         onnxport.pipeline("masked-im", model=tmp_path)

@@ -250,7 +250,8 @@ def _make_one(
     if name == "encoder_attention_mask":  # encoders' batches are padded at the end
         return _make_one("attention_mask", dims, config, shape, generator, False)
     if name in (
-        "encoder_hidden_states", "input_features", "input_values", "pixel_values", "inputs_embeds"
+        "encoder_hidden_states", "input_features", "input_values", "pixel_values", "inputs_embeds",
+        "past_values",
     ):  # fmt: skip
         return torch.randn(dims, generator=generator)
     if name == "noise":  # what forward would draw: uniform in [0, 1)

@@ -44,6 +44,7 @@ from onnxport.exporters.dummy import (
 logger = logging.getLogger(__name__)
 
 TEXT, IMAGE, AUDIO_WAVE, SPECTROGRAM = "text", "image", "audio", "spectrogram"
+TIME_SERIES = "time series"
 _DEFAULT_IMAGE_SIZE = 64
 _DEFAULT_MEL_BINS = 80
 _IMAGE_INPUTS = ("pixel_values",)
@@ -73,6 +74,8 @@ def modality(model: torch.nn.Module) -> str:
         return AUDIO_WAVE
     if name == "input_features":
         return SPECTROGRAM
+    if name == "past_values":
+        return TIME_SERIES
     return TEXT
 
 
@@ -253,6 +256,11 @@ def input_templates(
             templates["pixel_values"] = (BATCH, channels, *size)
         else:
             templates["pixel_values"] = (BATCH, channels, height, width)
+    if "past_values" in names:
+        # PatchTST-style forecasters: a window of context_length steps of each channel.
+        templates["past_values"] = (
+            BATCH, int(config.context_length), int(getattr(config, "num_input_channels", 1))
+        )  # fmt: skip
     if "bbox" in names:
         templates["bbox"] = (BATCH, SEQUENCE, 4)
     if "noise" in names:
