@@ -115,7 +115,7 @@ SAMPLE: list[tuple[str, str]] = [
     ("qwen2_moe", "text-generation"), ("mixtral", "text-classification"),
     ("deepseek_v3", "text-generation"),
     ("llava", "image-text-to-text"), ("vision-encoder-decoder", "image-to-text"),
-    ("paligemma", "image-text-to-text"),
+    ("paligemma", "image-text-to-text"), ("decision_transformer", "feature-extraction"),
 ]  # fmt: skip
 
 

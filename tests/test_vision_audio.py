@@ -322,6 +322,34 @@ def test_time_series_models_take_a_window_of_past_values(model_type: str, tmp_pa
     torch.testing.assert_close(output, expected, atol=1e-4, rtol=1e-4)
 
 
+def test_decision_transformer_takes_a_trajectory(tmp_path: Path) -> None:
+    """Its adapter names the trajectory's inputs; the graph runs another length and batch."""
+    import onnxruntime as ort
+
+    model = tiny_model(tiny_config("decision_transformer"), "feature-extraction")
+    result = onnxport.export(model, tmp_path / "out", task="feature-extraction")
+    assert result.spec.input_names == [
+        "states", "actions", "returns_to_go", "timesteps", "attention_mask"
+    ]  # fmt: skip
+    assert result.validation is not None
+    assert result.validation.passed
+    c, generator = model.config, torch.Generator().manual_seed(1)
+    trajectory = {
+        "states": torch.randn(1, 7, c.state_dim, generator=generator),
+        "actions": torch.randn(1, 7, c.act_dim, generator=generator),
+        "returns_to_go": torch.randn(1, 7, 1, generator=generator),
+        "timesteps": torch.arange(7).unsqueeze(0),
+        "attention_mask": torch.ones(1, 7, dtype=torch.long),
+    }
+    session = ort.InferenceSession(str(tmp_path / "out" / "model.onnx"))
+    names = [o.name for o in session.get_outputs()]
+    outputs = session.run(None, {k: v.numpy() for k, v in trajectory.items()})
+    got = dict(zip(names, outputs, strict=True))
+    with torch.no_grad():
+        expected = model(**trajectory)
+    np.testing.assert_allclose(got["action_preds"], expected.action_preds.numpy(), atol=1e-4)
+
+
 def test_tasks_without_a_pipeline_are_refused_clearly(tmp_path: Path) -> None:
     with pytest.raises(TaskError, match="no pipeline for 'masked-im'"):
         onnxport.pipeline("masked-im", model=tmp_path)

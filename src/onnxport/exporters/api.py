@@ -19,6 +19,7 @@ from onnxport import hub
 from onnxport.errors import (
     CaptureError,
     ExportOptionError,
+    SpecError,
     TaskError,
     ValidationError,
     first_line,
@@ -26,6 +27,7 @@ from onnxport.errors import (
 from onnxport.exporters import load, modality
 from onnxport.exporters import sentence_transformers as st
 from onnxport.exporters.adapters import ADAPTERS
+from onnxport.exporters.adapters.base import declares_inputs
 from onnxport.exporters.capture import capture, check_opset, default_opset
 from onnxport.exporters.cross_cache import attach_cross_attention
 from onnxport.exporters.dummy import (
@@ -626,7 +628,12 @@ def _graphs(
             for file_name, module, names, cached in vision_language_parts(model)
         ]
     if not task.encoder_decoder:
-        names = default_input_names(model, config, tokenizer, with_past=task.with_past)
+        try:
+            names = default_input_names(model, config, tokenizer, with_past=task.with_past)
+        except SpecError:
+            if not declares_inputs(ADAPTERS.get(config.model_type)):
+                raise
+            names = []  # the architecture's adapter names them
         return [(ONNX_FILE, model, task, names)]
     from onnxport.exporters.seq2seq import ENCODER_FILE, graph_parts
 

@@ -6,7 +6,10 @@ derives their inputs, outputs and example values. Adapter modules added here are
 below so their `@register_adapter` runs.
 """
 
-from onnxport.exporters.adapters import paligemma  # noqa: F401  (registers itself)
+from onnxport.exporters.adapters import (  # noqa: F401  (each registers itself)
+    decision_transformer,
+    paligemma,
+)
 from onnxport.exporters.adapters.base import (
     ADAPTERS,
     AdapterRegistry,

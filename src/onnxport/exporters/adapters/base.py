@@ -48,6 +48,11 @@ class ExportAdapter:
         return model
 
 
+def declares_inputs(adapter: ExportAdapter) -> bool:
+    """Whether `adapter` names the graph's inputs itself (the generic path need not)."""
+    return type(adapter).input_names is not ExportAdapter.input_names
+
+
 AdapterT = TypeVar("AdapterT", bound=type[ExportAdapter])
 
 
