@@ -63,3 +63,9 @@ def test_heterogeneous_configs_keep_their_per_layer_overrides() -> None:
     assert full.head_dim == 2 * sliding.head_dim == 2 * (config.hidden_size // 4)
     reloaded = type(config).from_dict(config.to_dict())
     assert reloaded.per_layer_config[1].head_dim == full.head_dim
+
+
+def test_grouped_convolutions_follow_the_width_they_group() -> None:
+    """Mimi's upsampling groups equal its hidden size (a depthwise convolution)."""
+    config = tiny_config("mimi")
+    assert config.upsample_groups == config.hidden_size

@@ -350,6 +350,18 @@ def test_decision_transformer_takes_a_trajectory(tmp_path: Path) -> None:
     np.testing.assert_allclose(got["action_preds"], expected.action_preds.numpy(), atol=1e-4)
 
 
+@pytest.mark.parametrize("model_type", ["encodec", pytest.param("dac", marks=pytest.mark.slow)])
+def test_audio_codecs_take_samples_per_channel(model_type: str, tmp_path: Path) -> None:
+    """Neural codecs read (batch, channels, samples); (batch, samples) failed in forward."""
+    model = tiny_model(tiny_config(model_type), "feature-extraction")
+    result = onnxport.export(model, tmp_path / "out", task="feature-extraction")
+    template = result.spec.input_templates["input_values"]
+    assert len(template) == 3
+    assert isinstance(template[1], int)
+    assert result.validation is not None
+    assert result.validation.passed
+
+
 def test_tasks_without_a_pipeline_are_refused_clearly(tmp_path: Path) -> None:
     with pytest.raises(TaskError, match="no pipeline for 'masked-im'"):
         onnxport.pipeline("masked-im", model=tmp_path)

@@ -446,9 +446,9 @@ def _shrink_sizes(config: Any) -> None:
             config.embedding_size = hidden
     if original_hidden != hidden:
         for key, value in list(config.to_dict().items()):
-            tied = key.endswith(("_hidden_size", "_proj_dim", "projection_size")) or key in (
-                "embed_dim",
-            )
+            tied = key.endswith(
+                ("_hidden_size", "_proj_dim", "projection_size", "_groups")
+            ) or key in ("embed_dim",)
             if tied and value == original_hidden and key not in TINY_SIZES:
                 with contextlib.suppress(NotImplementedError, AttributeError, TypeError):
                     setattr(config, key, hidden)

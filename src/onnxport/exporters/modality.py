@@ -349,6 +349,9 @@ def _audio_layout(model: torch.nn.Module, config: Any, name: str) -> Template:
         if isinstance(value, int) and value > 1:
             lengths += [value, 2 * value]
     candidates: list[Template] = [(BATCH, AUDIO)] if name == "input_values" else []
+    audio_channels = _first_attr(config, "audio_channels")
+    if name == "input_values":  # codecs (EnCodec, Mimi, DAC): samples per channel
+        candidates.append((BATCH, audio_channels if isinstance(audio_channels, int) else 1, AUDIO))
     for size in features:
         candidates += [(BATCH, FRAMES, size), (BATCH, size, FRAMES)]
     for length in lengths:
