@@ -362,6 +362,20 @@ def test_audio_codecs_take_samples_per_channel(model_type: str, tmp_path: Path) 
     assert result.validation.passed
 
 
+@pytest.mark.parametrize(
+    ("task", "inputs"),
+    [("image-classification", ["pixel_values"]), ("feature-extraction", ["inputs"])],
+)
+def test_perceiver_takes_what_its_head_reads(task: str, inputs: list[str], tmp_path: Path) -> None:
+    """Perceiver names its main input `inputs` ("anything"): its image head also takes
+    pixel_values, its bare model embeddings as they are; the text path refused both."""
+    model = tiny_model(tiny_config("perceiver"), task)
+    result = onnxport.export(model, tmp_path / "out", task=task)
+    assert result.spec.input_names == inputs
+    assert result.validation is not None
+    assert result.validation.passed
+
+
 def test_tasks_without_a_pipeline_are_refused_clearly(tmp_path: Path) -> None:
     with pytest.raises(TaskError, match="no pipeline for 'masked-im'"):
         onnxport.pipeline("masked-im", model=tmp_path)

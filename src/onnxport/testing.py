@@ -45,6 +45,10 @@ TINY_SIZES: dict[str, int] = {
     "num_heads": 4,
     "d_ff": 37,
     "d_kv": 8,
+    # Perceiver's latent array and its self-attention stack.
+    "num_latents": 16,
+    "d_latents": 32,
+    "num_self_attends_per_block": 2,
 }
 
 SAMPLE_SENTENCES = (

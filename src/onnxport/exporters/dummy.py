@@ -251,7 +251,7 @@ def _make_one(
         return _make_one("attention_mask", dims, config, shape, generator, False)
     if name in (
         "encoder_hidden_states", "input_features", "input_values", "pixel_values", "inputs_embeds",
-        "past_values",
+        "past_values", "inputs",
     ):  # fmt: skip
         return torch.randn(dims, generator=generator)
     if name == "noise":  # what forward would draw: uniform in [0, 1)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import logging
 from typing import Any
 
@@ -44,7 +45,7 @@ from onnxport.exporters.dummy import (
 logger = logging.getLogger(__name__)
 
 TEXT, IMAGE, AUDIO_WAVE, SPECTROGRAM = "text", "image", "audio", "spectrogram"
-TIME_SERIES = "time series"
+TIME_SERIES, EMBEDDINGS = "time series", "embeddings"
 _DEFAULT_IMAGE_SIZE = 64
 _DEFAULT_MEL_BINS = 80
 _IMAGE_INPUTS = ("pixel_values",)
@@ -62,6 +63,10 @@ def main_input_name(model: torch.nn.Module) -> str:
     name = getattr(model, "main_input_name", "input_ids")
     if isinstance(name, (list, tuple)):
         name = name[0]
+    if name == "inputs":  # Perceiver takes "anything"; its image heads also name pixel_values
+        forward = getattr(model, "forward", None)
+        if forward is not None and "pixel_values" in inspect.signature(forward).parameters:
+            return "pixel_values"
     return str(name)
 
 
@@ -76,6 +81,8 @@ def modality(model: torch.nn.Module) -> str:
         return SPECTROGRAM
     if name == "past_values":
         return TIME_SERIES
+    if name == "inputs" and getattr(model, "input_preprocessor", ...) is None:
+        return EMBEDDINGS  # Perceiver's bare model: embeddings of any modality, as they are
     return TEXT
 
 
@@ -146,6 +153,13 @@ def has_image_processor(model_type: str) -> bool:
     from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING_NAMES
 
     return model_type in IMAGE_PROCESSOR_MAPPING_NAMES
+
+
+def _has_video_processor(config: Any) -> bool:
+    """Whether transformers maps this model type to a video processor (frames in)."""
+    from transformers.models.auto.video_processing_auto import VIDEO_PROCESSOR_MAPPING_NAMES
+
+    return config.model_type in VIDEO_PROCESSOR_MAPPING_NAMES
 
 
 def _extractor_masks(config: Any) -> bool:
@@ -229,12 +243,8 @@ def input_templates(
     """
     templates: dict[str, Template] = {}
     frames = _first_attr(config, "num_frames")
-    if (
-        "pixel_values" in names
-        and isinstance(frames, int)
-        and main_input_name(model) in ("pixel_values", "input_ids")
-    ):
-        # Video models (VideoMAE, TimeSformer, ViViT, X-CLIP): frames of the configured size.
+    if "pixel_values" in names and isinstance(frames, int) and _has_video_processor(config):
+        # Video models (VideoMAE, TimeSformer, ViViT): frames of the configured size.
         height, width = image_size(config)
         templates["pixel_values"] = (BATCH, frames, num_channels(config), height, width)
     elif "pixel_values" in names:
@@ -256,6 +266,8 @@ def input_templates(
             templates["pixel_values"] = (BATCH, channels, *size)
         else:
             templates["pixel_values"] = (BATCH, channels, height, width)
+    if "inputs" in names:
+        templates["inputs"] = (BATCH, SEQUENCE, int(config.d_model))
     if "past_values" in names:
         # PatchTST-style forecasters: a window of context_length steps of each channel.
         templates["past_values"] = (
