@@ -197,3 +197,24 @@ def test_cli_infers_the_task_and_validates_both_graphs(
     assert "encoder_model.onnx" in stdout
     assert "decoder_model.onnx" in stdout
     assert "[x]" not in stdout
+
+
+def _whisper_config():
+    from onnxport.testing import tiny_whisper_config
+
+    return tiny_whisper_config()
+
+
+@pytest.mark.parametrize(
+    "make_config", [lambda: tiny_config("speech_to_text"), _whisper_config],
+    ids=["speech_to_text", "whisper"],
+)  # fmt: skip
+def test_bare_speech_encoder_decoder_takes_decoder_tokens(make_config, tmp_path) -> None:
+    """WhisperModel and Speech2TextModel have no head to start their decoder: the
+    feature-extraction graph takes the decoder's tokens beside the audio."""
+    model = tiny_model(make_config(), "feature-extraction")
+    result = onnxport.export(model, tmp_path / "out", task="feature-extraction")
+    assert result.spec.input_names[-1] == "decoder_input_ids"
+    assert "last_hidden_state" in result.spec.output_names
+    assert result.validation is not None
+    assert result.validation.passed

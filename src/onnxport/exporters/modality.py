@@ -191,6 +191,8 @@ def input_names(model: torch.nn.Module, config: Any, accepted: set[str]) -> list
     names = [main]
     if main == "input_values" and "attention_mask" in accepted and _extractor_masks(config):
         names.append("attention_mask")
+    if main in _AUDIO_INPUTS and takes_decoder_tokens(model):
+        names.append("decoder_input_ids")  # a bare speech encoder-decoder (WhisperModel)
     if main == "pixel_values" and "noise" in accepted and _draws_noise(model, config):
         names.append("noise")
     return names
@@ -344,6 +346,27 @@ def _runs_at_any_size(model: torch.nn.Module, channels: int) -> bool:
     return True
 
 
+def takes_decoder_tokens(model: torch.nn.Module) -> bool:
+    """Whether `model` is a bare encoder-decoder (WhisperModel, T5Model).
+
+    It has no head to start its decoder, so forward needs the decoder's tokens as an input.
+    """
+    config: Any = getattr(model, "config", None)
+    return (
+        bool(getattr(config, "is_encoder_decoder", False))
+        and "decoder_input_ids" in inspect.signature(model.forward).parameters
+        and getattr(model, "base_model", None) is model
+    )
+
+
+def _decoder_tokens(model: torch.nn.Module, batch: int) -> dict[str, torch.Tensor]:
+    """Decoder tokens to probe a bare encoder-decoder with (none for other models)."""
+    if not takes_decoder_tokens(model):
+        return {}
+    start = int(getattr(model.config, "decoder_start_token_id", None) or 0)
+    return {"decoder_input_ids": torch.full((batch, 3), start, dtype=torch.long)}
+
+
 def _audio_layout(model: torch.nn.Module, config: Any, name: str) -> Template:
     """The first candidate layout the model runs on (see the module docstring)."""
     features = []
@@ -376,7 +399,7 @@ def _audio_layout(model: torch.nn.Module, config: Any, name: str) -> Template:
         probe = _scratch(model)
         try:
             with torch.no_grad():
-                probe(**{name: torch.randn(dims, dtype=dtype)})
+                probe(**{name: torch.randn(dims, dtype=dtype)}, **_decoder_tokens(model, dims[0]))
         except _INPUT_REFUSED as err:  # this layout is not the model's: try the next one
             errors.append(f"{tuple(dims)}: {first_line(err, 120)}")
             logger.debug("%s refuses %s %s: %s", config.model_type, name, template, errors[-1])

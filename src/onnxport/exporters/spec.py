@@ -190,13 +190,7 @@ def default_input_names(
             f"(forward takes: {', '.join(sorted(accepted))}); the text path cannot export it. "
             "Register an adapter that declares its inputs."
         )
-    if (
-        not with_past
-        and getattr(config, "is_encoder_decoder", False)
-        and "decoder_input_ids" in accepted
-        and "decoder_input_ids" not in names
-        and getattr(model, "base_model", None) is model  # no head: the bare model
-    ):
+    if not with_past and "decoder_input_ids" not in names and modality.takes_decoder_tokens(model):
         # A bare encoder-decoder (T5Model, BartModel): its decoder's tokens are an input of
         # their own length. T5 cannot run without them; BART-style models would shift
         # input_ids into them, a path that breaks at batch 1 in ONNX Runtime for mBART/PLBart.
