@@ -10,7 +10,7 @@ import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import onnxport
-from model_table import DECODER_CASES, DECODER_SLOW_CASES
+from model_table import DECODER_CASES, DECODER_INIT, DECODER_SLOW_CASES
 from onnxport.coverage.support import TESTED_DECODERS
 from onnxport.errors import ORTModelError
 from onnxport.exporters.dummy import PAST, TOTAL
@@ -125,6 +125,32 @@ def test_encoder_architecture_as_a_decoder(model_type: str, init: float, tmp_pat
     actual = onnxport.ORTModelForCausalLM.from_pretrained(folder).generate(**inputs, **settings)
     assert torch.equal(actual, expected)
     assert len(set(expected[0, -12:].tolist())) >= 3, "degenerate greedy path"
+
+
+@pytest.mark.parametrize(
+    "model_type", ["mamba2", pytest.param("qwen3_next", marks=pytest.mark.slow)]
+)
+def test_a_state_without_graph_form_exports_without_a_cache(model_type: str, tmp_path) -> None:
+    """Qwen3-Next's linear attention and Mamba-2 keep recurrent states onnxport cannot export
+    yet: the graph takes the whole sequence each step, and generate() gives PyTorch's tokens."""
+    import onnx
+
+    from onnxport.testing import save_tiny_checkpoint
+
+    ckpt = save_tiny_checkpoint(model_type, "text-generation", tmp_path / "ckpt", **DECODER_INIT)
+    folder = tmp_path / "onnx"
+    result = onnxport.export(ckpt, folder, task="text-generation")
+    assert result.spec.decoder is None
+    assert result.spec.input_names[:2] == ["input_ids", "attention_mask"]
+    assert not [name for name in result.spec.output_names if name.startswith("present.")]
+    metadata = {p.key: p.value for p in onnx.load(str(result.onnx_path)).metadata_props}
+    assert metadata["cache"] == "none"
+    tokenizer, inputs = _prompts(folder)
+    settings = {"max_new_tokens": 10, "do_sample": False, "pad_token_id": tokenizer.pad_token_id}
+    expected = AutoModelForCausalLM.from_pretrained(ckpt).eval().generate(**inputs, **settings)
+    actual = onnxport.ORTModelForCausalLM.from_pretrained(folder).generate(**inputs, **settings)
+    assert torch.equal(actual, expected)
+    assert len(set(expected[0, -10:].tolist())) >= 3, "degenerate greedy path"
 
 
 def test_causal_lm_class_refuses_an_encoder_export(exported) -> None:

@@ -85,6 +85,13 @@ class SpecError(OnnxportError, ValueError):
     exit_code = EXIT_FAILED
 
 
+class UnsupportedCacheError(SpecError):
+    """The model's key/value cache (or recurrent state) has no graph form here (step: spec).
+
+    A text-generation export then falls back to a graph without a cache.
+    """
+
+
 class CaptureError(OnnxportError, RuntimeError):
     """Every capture strategy failed to turn the model into an ONNX graph (step: capture)."""
 

@@ -65,6 +65,10 @@ META_EXPORT_OPTIONS = "export_options"
 META_MAX_TOTAL_LENGTH = "max_total_length"
 META_LIBRARY = "library"  # LIBRARY_TRANSFORMERS or LIBRARY_SENTENCE_TRANSFORMERS
 META_ACTIVATION = "activation_fn"  # a cross-encoder's, as sentence-transformers names it
+# A text-generation graph without a cache (a state onnxport cannot export yet): every step
+# takes the whole sequence.
+META_CACHE = "cache"
+NO_CACHE = "none"
 DEFAULT_TASK = "feature-extraction"
 
 LIBRARY_TRANSFORMERS = "transformers"

@@ -21,6 +21,7 @@ from onnxport.errors import (
     ExportOptionError,
     SpecError,
     TaskError,
+    UnsupportedCacheError,
     ValidationError,
     first_line,
 )
@@ -54,7 +55,13 @@ from onnxport.exporters.postprocess import (
     save_side_files,
     staged_output,
 )
-from onnxport.exporters.spec import ExportSpec, default_input_names, derive_spec, example_inputs
+from onnxport.exporters.spec import (
+    ExportSpec,
+    default_input_names,
+    derive_spec,
+    example_inputs,
+    forward_parameters,
+)
 from onnxport.exporters.validate import ValidationReport, validate
 from onnxport.exporters.vision_language import VisionPart
 from onnxport.exporters.vision_language import graph_parts as vision_language_parts
@@ -62,7 +69,9 @@ from onnxport.layout import (
     LIBRARY_SENTENCE_TRANSFORMERS,
     LIBRARY_TRANSFORMERS,
     META_ACTIVATION,
+    META_CACHE,
     META_LIBRARY,
+    NO_CACHE,
     cross_encoder_activation,
 )
 from onnxport.tasks import (
@@ -223,9 +232,27 @@ def export(
     adapter = ADAPTERS.get(config.model_type)
     prepared = adapter.prepare_model(torch_model, task_obj.name)
     graphs = []
+    recomputed = False  # a text-generation graph without a cache
     for file_name, module, part_task, default in _graphs(prepared, task_obj, config, tokenizer):
         names = adapter.input_names(config, task_obj.name, default)
-        spec = derive_spec(module, part_task, names, adapter=adapter, traced=traced)
+        try:
+            spec = derive_spec(module, part_task, names, adapter=adapter, traced=traced)
+        except UnsupportedCacheError as err:
+            if task_obj.name != "text-generation" or task_obj.vision_language:
+                raise
+            # Recurrent states (Mamba, Qwen3-Next's linear attention) and legacy caches have
+            # no graph form yet: the graph takes the whole sequence at every step instead.
+            logger.warning(
+                "%s Exporting without a cache: each generation step recomputes the whole "
+                "sequence (slower; the same tokens).", first_line(err, 200),
+            )  # fmt: skip
+            part_task, recomputed = replace(part_task, with_past=False), True
+            names = default_input_names(module, config, tokenizer)
+            for name in ("attention_mask", "position_ids"):  # positions follow left padding
+                if name not in names and name in forward_parameters(module):
+                    names.append(name)
+            names = adapter.input_names(config, task_obj.name, names)
+            spec = derive_spec(module, part_task, names, adapter=adapter, traced=traced)
         logger.info(
             "%s inputs: %s. Outputs: %s.",
             file_name,
@@ -246,6 +273,7 @@ def export(
         "source": source_name, "task": task_obj.name, "opset": str(opset), "dtype": dtype,
         **_versions(), "export_options": json.dumps(options, sort_keys=True),
         META_LIBRARY: loaded.library, **loaded.metadata,
+        **({META_CACHE: NO_CACHE} if recomputed else {}),
     }  # fmt: skip
 
     reports: list[ValidationReport] = []

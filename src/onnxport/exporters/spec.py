@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from onnxport.errors import SpecError
+from onnxport.errors import SpecError, UnsupportedCacheError
 from onnxport.exporters import modality
 from onnxport.exporters.adapters import ADAPTERS, ExportAdapter
 from onnxport.exporters.dummy import (
@@ -224,7 +224,7 @@ def _cache_argument(model: torch.nn.Module) -> str:
     for name in _CACHE_OUTPUTS:
         if name in accepted:
             return name
-    raise SpecError(
+    raise UnsupportedCacheError(
         f"'{model.config.model_type}' takes no key/value cache in forward; export it as "  # type: ignore[union-attr]
         "text-generation without past is not supported yet."
     )
@@ -297,7 +297,7 @@ def _cache_layers(cache: Any) -> tuple[list[Any], list[Any]]:
 def _plain_layers(cache: Any) -> list[Any]:
     layers = list(getattr(cache, "layers", None) or [])
     if not layers or not all(isinstance(getattr(x, "keys", None), torch.Tensor) for x in layers):
-        raise SpecError(
+        raise UnsupportedCacheError(
             f"The model's cache ({type(cache).__name__}) is not a plain key/value cache per "
             "layer (recurrent or linear-attention state?); text-generation export does not "
             "support it yet."
@@ -353,13 +353,17 @@ def _probe_cache(
         with torch.no_grad():
             output = model(**_on_device_of(model, values), use_cache=True, return_dict=True)
     except Exception as err:
-        raise SpecError(f"PyTorch prefill of '{config.model_type}' failed: {err}") from err
+        raise UnsupportedCacheError(
+            f"PyTorch prefill of '{config.model_type}' failed: {err}"
+        ) from err
     cache = _cache_of(output)
     if cache is None:
         hint = ""
         if getattr(config, "is_decoder", None) is False:
             hint = " An encoder architecture used as a decoder needs is_decoder=True in its config."
-        raise SpecError(f"'{config.model_type}' returned no cache with use_cache=True.{hint}")
+        raise UnsupportedCacheError(
+            f"'{config.model_type}' returned no cache with use_cache=True.{hint}"
+        )
     layers, cross = _cache_layers(cache)
     window: Any = getattr(config, "sliding_window", None)
     sliding = window is not None and any(getattr(x, "is_sliding", False) for x in layers)
@@ -394,7 +398,7 @@ def _probe_cache(
     for name, tensor in zip(decoder.past_names(), tensors, strict=True):
         expected = length if name in own else encoder_length
         if tensor.dim() != 4 or tensor.shape[0] != batch or tensor.shape[2] != expected:
-            raise SpecError(
+            raise UnsupportedCacheError(
                 f"'{config.model_type}' keeps its cache as {tuple(tensor.shape)}, not (batch, "
                 "heads, sequence, head size); text-generation export does not support it yet."
             )

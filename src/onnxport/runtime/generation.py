@@ -32,6 +32,8 @@ from onnxport.layout import (
     DECODER_FILE,
     EMBED_FILE,
     ENCODER_FILE,
+    META_CACHE,
+    NO_CACHE,
     ONNX_FILE,
     VISION_FILE,
     encoder_file_for,
@@ -78,7 +80,11 @@ class ORTGenerativeModel(ORTModel, GenerationMixin):
         self._present_names = [n for n in present if ".encoder." not in n]
         self._cross_past_names = [n for n in past if ".encoder." in n]
         self._cross_present_names = [n for n in present if ".encoder." in n]
-        if (
+        metadata = session.get_modelmeta().custom_metadata_map
+        # A graph exported without a cache (a state onnxport cannot export yet) takes the whole
+        # sequence at every step; transformers' generate() runs it with use_cache off.
+        self.recomputes = metadata.get(META_CACHE) == NO_CACHE and not past and not present
+        if not self.recomputes and (
             not self._past_names
             or len(self._past_names) != len(self._present_names)
             or len(self._cross_past_names) != len(self._cross_present_names)
@@ -87,17 +93,20 @@ class ORTGenerativeModel(ORTModel, GenerationMixin):
                 f"'{model_dir / file_name}' has no key/value cache inputs and outputs; export it "
                 f"with --task {self.task}."
             )
-        metadata = session.get_modelmeta().custom_metadata_map
         limit = metadata.get("max_total_length")
         self.max_total_length = int(limit) if limit else None
         shapes = {i.name: i.shape for i in session.get_inputs()}
         # The cache is fed in the graph's own float type (float16 for an fp16 export).
-        self._past_dtype = _numpy_type(self._input_types[self._past_names[0]])
+        self._past_dtype = (
+            _numpy_type(self._input_types[self._past_names[0]]) if past else np.float32
+        )
         self._past_static = {name: (int(shapes[name][1]), int(shapes[name][3])) for name in past}
         try:
             self.generation_config = GenerationConfig.from_pretrained(model_dir)
         except OSError:
             self.generation_config = GenerationConfig.from_model_config(config)
+        if self.recomputes:
+            self.generation_config.use_cache = False
 
     @classmethod
     def can_generate(cls) -> bool:
@@ -248,6 +257,8 @@ class ORTModelForCausalLM(ORTGenerativeModel):
             feed["position_ids"] = _as_numpy(position_ids).astype(np.int64)
         if "token_type_ids" in self.input_names:
             feed["token_type_ids"] = token_type_ids.astype(np.int64)
+        if self.recomputes:
+            return self._run_step(feed)["logits"], None
         feed.update(self._past_feed(cache, batch))
         outputs = self._run_step(feed)
         new_cache = self._store_cache(cache, outputs) if use_cache is not False else None
@@ -264,6 +275,8 @@ class ORTModelForCausalLM(ORTGenerativeModel):
         **kwargs: Any,
     ) -> dict[str, Any]:
         """Feed only the tokens the cache has not seen; positions follow the mask."""
+        if self.recomputes:  # no cache: every step feeds the whole sequence
+            cache, past_key_values, use_cache = None, None, False
         cache = self._step_cache(cache, past_key_values, use_cache)
         past_length = cache.get_seq_length() if cache is not None else 0
         step_ids = input_ids[:, past_length:]
