@@ -116,6 +116,7 @@ SAMPLE: list[tuple[str, str]] = [
     ("deepseek_v3", "text-generation"),
     ("llava", "image-text-to-text"), ("vision-encoder-decoder", "image-to-text"),
     ("paligemma", "image-text-to-text"), ("decision_transformer", "feature-extraction"),
+    ("owlvit", "zero-shot-object-detection"),
 ]  # fmt: skip
 
 
