@@ -228,3 +228,12 @@ def test_a_config_is_described_as_configured_not_as_a_shrunk_copy() -> None:
     )
     assert "token_type_ids" not in spec.inputs
     assert list(spec.inputs)[:3] == ["input_ids", "attention_mask", "position_ids"]
+
+
+def test_character_models_get_code_points_as_example_ids() -> None:
+    """CANINE has no vocabulary (it hashes Unicode code points): its example input_ids are
+    code points (before: 'config.vocab_size is 0: cannot make example input_ids')."""
+    from onnxport.coverage.runner import PASS, run_pair
+
+    result = run_pair("canine", "text-classification")
+    assert result.status == PASS, result.reason

@@ -35,6 +35,7 @@ AUDIO_SAMPLES_PER_TOKEN = 640  # two wav2vec2 frames (320 samples each) per toke
 FRAMES_PER_TOKEN = 4
 
 Template = tuple[int | str, ...]
+UNICODE_CODE_POINTS = 0x110000
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,8 @@ def text_vocab_size(config: Any) -> int:
         vocab = int(getattr(sub, "vocab_size", 0) or 0)
         if vocab:
             return vocab
+    if getattr(config, "num_hash_buckets", None):
+        return UNICODE_CODE_POINTS  # CANINE reads characters: ids are code points, hashed
     return 0
 
 
