@@ -105,6 +105,16 @@ def test_text_generation_pipelines(checkpoint, exported) -> None:
     assert theirs(PROMPTS[0], **settings) == expected
 
 
+def _greedy(ckpt: Path, folder: Path, new_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy tokens of PyTorch's checkpoint and of its export on the left-padded prompts."""
+    tokenizer, inputs = _prompts(folder)
+    settings = {"max_new_tokens": new_tokens, "do_sample": False,
+                "pad_token_id": tokenizer.pad_token_id}  # fmt: skip
+    expected = AutoModelForCausalLM.from_pretrained(ckpt).eval().generate(**inputs, **settings)
+    actual = onnxport.ORTModelForCausalLM.from_pretrained(folder).generate(**inputs, **settings)
+    return expected, actual
+
+
 @pytest.mark.parametrize(
     ("model_type", "init"),
     [("megatron-bert", 0.5), pytest.param("rembert", 0.2, marks=pytest.mark.slow)],
@@ -119,10 +129,7 @@ def test_encoder_architecture_as_a_decoder(model_type: str, init: float, tmp_pat
     )
     folder = tmp_path / "onnx"
     onnxport.export(ckpt, folder, task="text-generation")
-    tokenizer, inputs = _prompts(folder)
-    settings = {"max_new_tokens": 12, "do_sample": False, "pad_token_id": tokenizer.pad_token_id}
-    expected = AutoModelForCausalLM.from_pretrained(ckpt).eval().generate(**inputs, **settings)
-    actual = onnxport.ORTModelForCausalLM.from_pretrained(folder).generate(**inputs, **settings)
+    expected, actual = _greedy(ckpt, folder, 12)
     assert torch.equal(actual, expected)
     assert len(set(expected[0, -12:].tolist())) >= 3, "degenerate greedy path"
 
@@ -145,10 +152,7 @@ def test_a_state_without_graph_form_exports_without_a_cache(model_type: str, tmp
     assert not [name for name in result.spec.output_names if name.startswith("present.")]
     metadata = {p.key: p.value for p in onnx.load(str(result.onnx_path)).metadata_props}
     assert metadata["cache"] == "none"
-    tokenizer, inputs = _prompts(folder)
-    settings = {"max_new_tokens": 10, "do_sample": False, "pad_token_id": tokenizer.pad_token_id}
-    expected = AutoModelForCausalLM.from_pretrained(ckpt).eval().generate(**inputs, **settings)
-    actual = onnxport.ORTModelForCausalLM.from_pretrained(folder).generate(**inputs, **settings)
+    expected, actual = _greedy(ckpt, folder, 10)
     assert torch.equal(actual, expected)
     assert len(set(expected[0, -10:].tolist())) >= 3, "degenerate greedy path"
 

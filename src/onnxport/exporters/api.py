@@ -55,13 +55,7 @@ from onnxport.exporters.postprocess import (
     save_side_files,
     staged_output,
 )
-from onnxport.exporters.spec import (
-    ExportSpec,
-    default_input_names,
-    derive_spec,
-    example_inputs,
-    forward_parameters,
-)
+from onnxport.exporters.spec import ExportSpec, default_input_names, derive_spec, example_inputs
 from onnxport.exporters.validate import ValidationReport, validate
 from onnxport.exporters.vision_language import VisionPart
 from onnxport.exporters.vision_language import graph_parts as vision_language_parts
@@ -246,12 +240,9 @@ def export(
                 "%s Exporting without a cache: each generation step recomputes the whole "
                 "sequence (slower; the same tokens).", first_line(err, 200),
             )  # fmt: skip
+            # The decoder's input names stay: the mask and positions (which follow left
+            # padding) over the whole sequence.
             part_task, recomputed = replace(part_task, with_past=False), True
-            names = default_input_names(module, config, tokenizer)
-            for name in ("attention_mask", "position_ids"):  # positions follow left padding
-                if name not in names and name in forward_parameters(module):
-                    names.append(name)
-            names = adapter.input_names(config, task_obj.name, names)
             spec = derive_spec(module, part_task, names, adapter=adapter, traced=traced)
         logger.info(
             "%s inputs: %s. Outputs: %s.",
