@@ -58,8 +58,11 @@ def vision_language_prompts(
 
     Each row holds `lengths` text tokens split around its image's placeholder tokens.
     """
+    from onnxport.exporters.packed_vision import takes_image_grid
     from onnxport.exporters.vision_language import VisionPart, image_token_id
 
+    if takes_image_grid(model):
+        return _packed_prompts(model, lengths, seed=seed)
     vision = VisionPart(model)
     generator = torch.Generator().manual_seed(seed)
     rows = len(lengths)
@@ -87,3 +90,33 @@ def vision_language_prompts(
     if "token_type_ids" in inspect.signature(model.forward).parameters:
         inputs["token_type_ids"] = (ids == token).long()
     return inputs
+
+
+def _packed_prompts(model: Any, lengths: tuple[int, ...], *, seed: int) -> dict[str, Any]:
+    """`vision_language_prompts` for packed-patch models (Qwen2-VL): images of unlike sizes,
+    `image_grid_thw` and `mm_token_type_ids` beside the tokens, as their processors give."""
+    from onnxport.exporters.dummy import image_grids
+    from onnxport.exporters.packed_vision import PackedVisionPart
+    from onnxport.exporters.vision_language import image_token_id
+
+    vision = PackedVisionPart(model)
+    generator = torch.Generator().manual_seed(seed)
+    grids = image_grids(len(lengths), vision.merge)
+    per_patch = int(vision.input_templates["pixel_values"][-1])
+    pixels = torch.randn((int(grids.prod(-1).sum()), per_patch), generator=generator)
+    counts = [int(n) for n in grids.prod(-1) // vision.merge**2]
+    token = image_token_id(model.config)
+    vocab = min(token, int(model.config.get_text_config().vocab_size))
+    width = max(length + count for length, count in zip(lengths, counts, strict=True))
+    ids = torch.zeros((len(lengths), width), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, (length, count) in enumerate(zip(lengths, counts, strict=True)):
+        text = torch.randint(5, vocab - 1, (length,), generator=generator)
+        before = length // 2
+        tokens = torch.cat([text[:before], torch.full((count,), token), text[before:]])
+        ids[row, width - len(tokens) :] = tokens
+        mask[row, width - len(tokens) :] = 1
+    return {
+        "input_ids": ids, "attention_mask": mask, "pixel_values": pixels,
+        "image_grid_thw": grids, "mm_token_type_ids": (ids == token).long(),
+    }  # fmt: skip

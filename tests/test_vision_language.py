@@ -32,7 +32,10 @@ CASES = [
     "idefics3",
     "gemma3",
     "paligemma",
+    # Packed patches of unlike sizes (image_grid_thw) and 3-D rotary positions.
+    "qwen2_vl",
     pytest.param("smolvlm", marks=pytest.mark.slow),
+    pytest.param("qwen2_5_vl", marks=pytest.mark.slow),  # windowed attention
 ]
 
 
@@ -83,6 +86,14 @@ def test_greedy_tokens_equal_pytorch_on_a_batch_of_two(exported) -> None:
     other = {**inputs, "pixel_values": -inputs["pixel_values"]}
     assert not torch.equal(_generate(pt_model, other), expected)
     assert torch.equal(_generate(ort_model, other), _generate(pt_model, other))
+    # Every step's logits too: a tiny model's argmax can hide wrong positions.
+    scores = {"output_logits": True, "return_dict_in_generate": True}
+    for ours, theirs in zip(
+        _generate(ort_model, inputs, **scores).logits,
+        _generate(pt_model, inputs, **scores).logits,
+        strict=True,
+    ):
+        torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
 
 
 def test_pipeline_takes_chat_messages_with_images(llava) -> None:
@@ -120,8 +131,47 @@ def test_wrong_inputs_are_one_clear_error(exported) -> None:
         model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
     one_image = {**inputs, "pixel_values": inputs["pixel_values"][:1]}
     one_image.pop("pixel_attention_mask", None)
+    if "image_grid_thw" in inputs:  # packed: the first image's patches and grid
+        grid = inputs["image_grid_thw"][:1]
+        patches = inputs["pixel_values"][: int(grid.prod())]
+        one_image.update(pixel_values=patches, image_grid_thw=grid)
+        with pytest.raises(ORTModelError, match="do not match image_grid_thw"):
+            model(**{**inputs, "pixel_values": inputs["pixel_values"][:-1]})
     with pytest.raises(ORTModelError, match="image tokens but the images give"):
         model(**one_image)
+
+
+@pytest.mark.parametrize(
+    "grids",
+    [[[1, 4, 4]], [[1, 2, 6], [1, 6, 4], [1, 4, 4]], [[2, 4, 2], [1, 2, 2]], [[1, 10, 6]]],
+)
+def test_packed_layout_is_transformers_own(grids) -> None:
+    """The traced tower's positions and frame boundaries, computed by tensor arithmetic,
+    equal transformers' vision_utils (a Python loop over the grids), frames included."""
+    from transformers.vision_utils import (
+        get_vision_cu_seqlens,
+        get_vision_position_ids,
+        get_vision_window_index,
+    )
+
+    from onnxport.exporters.packed_vision import packed_layout, window_layout
+
+    grid = torch.tensor(grids)
+    patches = int(grid.prod(-1).sum())
+    for temporal in (False, True):
+        positions, cu = packed_layout(grid, 2, patches, temporal=temporal)
+        expected = get_vision_position_ids(grid, 2, include_temporal=temporal)
+        assert torch.equal(positions, expected)
+    frames = get_vision_cu_seqlens(grid)
+    assert torch.equal(cu[: len(frames)], frames)
+    assert (cu[len(frames) :] == patches).all()  # empty segments after the last frame
+    # Windowed towers (Qwen2.5-VL): windows of 2x2 merged tokens (32 pixels in 8-pixel
+    # patches, merged 2x2), which these grids split unevenly.
+    order, windows = window_layout(grid, 2, 32, 8, patches)
+    expected_order, expected_windows = get_vision_window_index(grid, 2, 32, 8)
+    assert torch.equal(order, expected_order)
+    assert torch.equal(windows[: len(expected_windows)], expected_windows)
+    assert (windows[len(expected_windows) :] == patches).all()
 
 
 def test_a_model_without_a_vision_tower_is_refused_in_one_line(tmp_path: Path, capsys) -> None:

@@ -770,6 +770,10 @@ VISION_LANGUAGE_OVERRIDES: dict[str, dict[str, Any]] = {
     "gemma3": {"mm_tokens_per_image": 4, "tie_word_embeddings": False},
     # Likewise, and at the default scale its image features barely move the greedy path.
     "paligemma": {"tie_word_embeddings": False, "initializer_range": 0.2},
+    # Packed-patch towers: a narrower tower (its default is 1280 wide); Qwen2.5-VL's
+    # windows of 2x2 merged tokens, so that the example images span several.
+    "qwen2_vl": {"vision_config": {"embed_dim": 64}},
+    "qwen2_5_vl": {"vision_config": {"window_size": 56}},
 }
 
 
@@ -797,6 +801,10 @@ def tiny_vision_language_config(
             setattr(config, name, token)
     settings = {**VISION_LANGUAGE_OVERRIDES.get(model_type, {}), **overrides}
     for key, value in settings.items():
+        if isinstance(value, dict):  # a sub-config's fields
+            for name, field_value in value.items():
+                setattr(getattr(config, key), name, field_value)
+            continue
         setattr(config, key, value)
         if text is not config and hasattr(text, key):
             setattr(text, key, value)

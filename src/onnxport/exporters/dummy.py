@@ -30,6 +30,10 @@ FRAMES = "num_frames"  # spectrogram frames: likewise
 IMAGE_BATCH = "image_batch_size"  # a dual encoder's images, counted apart from its texts
 HEIGHT = "height"  # images of models that take any size (convolutional backbones)
 WIDTH = "width"
+# Packed vision towers (Qwen2-VL): all images' patches in one axis, and the image tokens
+# they merge into (`image_grids` sizes the images).
+PATCHES = "num_patches"
+IMAGE_TOKENS = "num_image_tokens"
 PIXELS_PER_TOKEN = 8  # height = 8 x sequence length, width 32 more: never square, never equal
 AUDIO_SAMPLES_PER_TOKEN = 640  # two wav2vec2 frames (320 samples each) per token
 FRAMES_PER_TOKEN = 4
@@ -74,6 +78,7 @@ class InputShape:
             IMAGE_BATCH: self.batch_size + self.num_choices,
             HEIGHT: self.sequence_length * PIXELS_PER_TOKEN,
             WIDTH: self.sequence_length * PIXELS_PER_TOKEN + 32,
+            IMAGE_TOKENS: int(image_grids(self.batch_size, 1).prod(-1).sum()),
         }
 
     def label(self) -> str:
@@ -82,6 +87,20 @@ class InputShape:
         if self.past_length:
             text += f", past {self.past_length}"
         return text + (", padded" if self.padded else "")
+
+
+def image_grids(batch: int, merge: int) -> torch.Tensor:
+    """Example `image_grid_thw` for `batch` images of unlike sizes (multiples of `merge`).
+
+    Image i is one frame of (1 + i % 2) x (2 + i % 3) blocks of merge x merge patches.
+    """
+    rows = [(1, merge * (1 + i % 2), merge * (2 + i % 3)) for i in range(batch)]
+    return torch.tensor(rows, dtype=torch.long)
+
+
+def _merge_size(config: Any) -> int:
+    vision = getattr(config, "vision_config", None) or config
+    return int(getattr(vision, "spatial_merge_size", 1) or 1)
 
 
 def trace_shape(
@@ -216,9 +235,14 @@ def make_inputs(
     generator = torch.Generator().manual_seed(seed)
     templates = templates or {}
     result: dict[str, torch.Tensor] = {}
+    grids = image_grids(shape.batch_size, _merge_size(config))
+    sizes = {**shape.sizes(), PATCHES: int(grids.prod(-1).sum())}
     for name in names:
         template = templates.get(name) or tuple(axes[name][i] for i in range(len(axes[name])))
-        dims = [shape.size_of(d) if isinstance(d, str) else d for d in template]
+        dims = [sizes[d] if isinstance(d, str) else d for d in template]
+        if name == "image_grid_thw":
+            result[name] = grids
+            continue
         result[name] = _make_one(name, dims, config, shape, generator, left_padding)
     eos = _token_id(config, "eos_token_id")
     if "input_ids" in result and eos is not None and not left_padding:
@@ -232,7 +256,12 @@ def make_inputs(
     if "position_ids" in result and "attention_mask" in result:
         # Positions follow the mask (left padding shifts them), over the current tokens only.
         positions = (result["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-        result["position_ids"] = positions[..., -shape.sequence_length :].contiguous()
+        positions = positions[..., -shape.sequence_length :]
+        lead = result["position_ids"].dim() - positions.dim()
+        if lead:  # multimodal rotary (Qwen2-VL): one row per axis, offset so that they differ
+            offsets = torch.arange(result["position_ids"].shape[0]).view(-1, 1, 1)
+            positions = positions.expand(result["position_ids"].shape) + offsets
+        result["position_ids"] = positions.contiguous()
     return result
 
 

@@ -31,6 +31,7 @@ from onnxport.exporters.dummy import (
     FRAMES,
     HEIGHT,
     IMAGE_BATCH,
+    IMAGE_TOKENS,
     PAST,
     SEQUENCE,
     TOTAL,
@@ -472,10 +473,11 @@ def derive_spec(
     second = _run(model, draft, adapter, probe)
     outputs: dict[str, Axes] = {}
     token_axes: dict[str, int] = {}
+    image_axes = [IMAGE_BATCH, HEIGHT, WIDTH, IMAGE_TOKENS]
     axis_names = (
         [BATCH, SEQUENCE, TOTAL, PAST, ENCODER]
         if task.with_past
-        else [BATCH, SEQUENCE, DECODER, CHOICES, AUDIO, FRAMES, IMAGE_BATCH, HEIGHT, WIDTH]
+        else [BATCH, SEQUENCE, DECODER, CHOICES, AUDIO, FRAMES, *image_axes]
     )
     for name, tensor in first.items():
         other = second.get(name)

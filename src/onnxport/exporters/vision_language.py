@@ -22,6 +22,7 @@ import torch
 
 from onnxport.errors import UnsupportedModelError
 from onnxport.exporters.dummy import BATCH, SEQUENCE, Template
+from onnxport.exporters.packed_vision import PackedVisionPart, takes_image_grid
 from onnxport.layout import DECODER_FILE, EMBED_FILE, VISION_FILE
 from onnxport.layout import image_token_id as placeholder_token
 
@@ -151,9 +152,10 @@ class VisionPart(torch.nn.Module):
 
 
 class EmbedPart(torch.nn.Module):
-    """The token embedding. Image placeholders embed as token 0: their rows are replaced.
+    """The token embedding. A placeholder outside the vocabulary embeds as token 0.
 
-    (Gemma 3's placeholder lies outside the vocabulary; its forward does the same.)
+    (Gemma 3's lies outside it; its forward does the same. Its rows are replaced by image
+    features; a placeholder inside the vocabulary that the model generates embeds as itself.)
     """
 
     def __init__(self, model: Any) -> None:
@@ -162,10 +164,13 @@ class EmbedPart(torch.nn.Module):
         self.embed = model.get_input_embeddings()
         self.config = model.config
         self.image_token = image_token_id(model.config)
+        self.outside = self.image_token >= int(self.embed.weight.shape[0])
 
     def forward(self, input_ids: torch.Tensor, return_dict: bool = True) -> dict[str, torch.Tensor]:
         """`inputs_embeds` for the tokens."""
-        ids = torch.where(input_ids == self.image_token, torch.zeros_like(input_ids), input_ids)
+        ids = input_ids
+        if self.outside:
+            ids = torch.where(ids == self.image_token, torch.zeros_like(ids), ids)
         return {"inputs_embeds": self.embed(ids)}
 
 
@@ -179,6 +184,8 @@ class DecoderPart(torch.nn.Module):
         self.config = model.config
         hidden = int(model.config.get_text_config().hidden_size)
         self.input_templates: dict[str, Template] = {"inputs_embeds": (BATCH, SEQUENCE, hidden)}
+        if multimodal_rotary(model):  # (temporal, height, width) position of every token
+            self.input_templates["position_ids"] = (3, BATCH, SEQUENCE)
         accepted = inspect.signature(model.forward).parameters
         self.names = [n for n in DECODER_INPUTS if n in accepted]
         if "token_type_ids" in accepted:
@@ -209,10 +216,21 @@ class DecoderPart(torch.nn.Module):
         return {"logits": output.logits, "cache": output.cache}
 
 
+def multimodal_rotary(model: Any) -> bool:
+    """Whether the language model rotates by 3-D positions (Qwen2-VL's M-RoPE).
+
+    Such a model computes them with its own `get_rope_index` (from the image grids); the
+    decoder graph takes them as `position_ids` (3, batch, sequence).
+    """
+    base = getattr(model, "model", model)
+    return callable(getattr(base, "get_rope_index", None))
+
+
 def graph_parts(model: Any) -> list[tuple[str, torch.nn.Module, list[str], bool]]:
     """(file name, module, input names, with a cache) of the three graphs, in run order."""
     image_token_id(model.config)
-    vision = VisionPart(model)
+    _check_structure(model)
+    vision = PackedVisionPart(model) if takes_image_grid(model) else VisionPart(model)
     decoder = DecoderPart(model)
     return [
         (VISION_FILE, vision, vision.input_names(), False),

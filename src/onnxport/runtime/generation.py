@@ -345,6 +345,9 @@ class ORTModelForImageTextToText(ORTModelForCausalLM):
             )
         self.image_token_id = token
         self._vision_inputs = {i.name: i for i in self.vision.get_inputs()}
+        positions = next((i for i in session.get_inputs() if i.name == "position_ids"), None)
+        # 3-D rotary positions (Qwen2-VL's M-RoPE) come from the model's own get_rope_index.
+        self._rope = _positions_model(config) if positions and len(positions.shape) == 3 else None
 
     def _beside(self, graph: str) -> Path:
         """The graph `graph` paired with this decoder (a variant's own when it has one)."""
@@ -354,10 +357,14 @@ class ORTModelForImageTextToText(ORTModelForCausalLM):
                 return Path(self.model_dir) / candidate
         raise ORTModelError(f"No {graph} beside {self.file_name} in '{self.model_dir}'.")
 
-    def image_features(self, pixel_values: Any, pixel_attention_mask: Any = None) -> np.ndarray:
+    def image_features(
+        self, pixel_values: Any, pixel_attention_mask: Any = None, image_grid_thw: Any = None
+    ) -> np.ndarray:
         """The vision encoder's features for `pixel_values`, one row per placeholder token."""
         pixels = _as_numpy(pixel_values)
         graph = self._vision_inputs["pixel_values"]
+        if "image_grid_thw" in self._vision_inputs:  # patches of all images, packed
+            return self._packed_features(pixels, image_grid_thw, graph)
         if pixels.ndim != len(graph.shape):
             raise ORTModelError(
                 f"The vision encoder takes pixel_values of {len(graph.shape)} dimensions "
@@ -381,6 +388,10 @@ class ORTModelForImageTextToText(ORTModelForCausalLM):
         feed = {"pixel_values": images.reshape(*shape, *images.shape[1:])}
         if masks is not None:
             feed["pixel_attention_mask"] = masks.reshape(*shape, *masks.shape[1:]).astype(np.int64)
+        return self._run_vision(feed)
+
+    def _run_vision(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """The vision encoder on `feed`: one row of features per image token."""
         try:
             (result,) = self.vision.run(["image_features"], feed)
         except Exception as err:
@@ -388,6 +399,50 @@ class ORTModelForImageTextToText(ORTModelForCausalLM):
                 f"ONNX Runtime failed on the vision encoder: {first_line(err)}"
             ) from err
         return result.reshape(-1, result.shape[-1])
+
+    def _packed_features(self, pixels: np.ndarray, grid: Any, graph: Any) -> np.ndarray:
+        if grid is None:
+            raise ORTModelError(
+                "This vision encoder takes image_grid_thw beside pixel_values: pass what the "
+                "folder's processor returns."
+            )
+        grid = _as_numpy(grid).astype(np.int64)
+        if pixels.ndim != 2 or grid.ndim != 2 or int(grid.prod(-1).sum()) != len(pixels):
+            raise ORTModelError(
+                f"pixel_values {pixels.shape} do not match image_grid_thw {tuple(grid.shape)} "
+                "(one row per patch of every image): build the inputs with the folder's processor."
+            )
+        feed = {"pixel_values": pixels.astype(_numpy_type(graph.type)), "image_grid_thw": grid}
+        return self._run_vision(feed)
+
+    def _prepare_position_ids_for_generation(self, inputs_tensor: Any, model_kwargs: Any) -> Any:
+        """3-D rotary positions by the model's own method where the decoder takes them."""
+        if self._rope is None:
+            return super()._prepare_position_ids_for_generation(inputs_tensor, model_kwargs)
+        return self._rope._prepare_position_ids_for_generation(inputs_tensor, model_kwargs)
+
+    def _rotary_positions(
+        self, ids: np.ndarray, attention_mask: Any, cache: Any, grid: Any, types: Any
+    ) -> torch.Tensor:
+        """(3, batch, length) positions of a step called without them, as forward builds them."""
+        assert self._rope is not None
+        batch, length = ids.shape
+        past = cache.get_seq_length() if cache is not None else 0
+        if types is None and grid is not None:  # as the processor marks them: images are 1
+            types = (ids == self.image_token_id).astype(np.int64)
+        positions = self._rope.model.compute_3d_position_ids(
+            input_ids=torch.from_numpy(ids),
+            inputs_embeds=torch.empty((batch, length, 0)),
+            image_grid_thw=None if grid is None else torch.as_tensor(_as_numpy(grid)),
+            attention_mask=None if attention_mask is None else torch.as_tensor(
+                _as_numpy(attention_mask)
+            ),
+            cache=cache,
+            mm_token_type_ids=None if types is None else torch.as_tensor(_as_numpy(types)),
+        )  # fmt: skip
+        if positions is None:  # text only, as the language model counts then
+            positions = torch.arange(past, past + length).view(1, 1, -1).expand(3, batch, -1)
+        return positions[..., -length:]
 
     def forward(  # type: ignore[override]
         self,
@@ -400,6 +455,8 @@ class ORTModelForImageTextToText(ORTModelForCausalLM):
         cache: Any = None,
         past_key_values: Any = None,
         use_cache: bool | None = None,
+        image_grid_thw: Any = None,
+        mm_token_type_ids: Any = None,
         **kwargs: Any,
     ) -> Any:
         """One step: embed the tokens, splice in the image features, run the decoder."""
@@ -414,7 +471,7 @@ class ORTModelForImageTextToText(ORTModelForCausalLM):
             raise ORTModelError(f"ONNX Runtime failed on embed_tokens: {first_line(err)}") from err
         placeholders = ids == self.image_token_id
         if pixel_values is not None:
-            features = self.image_features(pixel_values, pixel_attention_mask)
+            features = self.image_features(pixel_values, pixel_attention_mask, image_grid_thw)
             if int(placeholders.sum()) != len(features):
                 raise ORTModelError(
                     f"The prompts hold {int(placeholders.sum())} image tokens but the images give "
@@ -424,6 +481,13 @@ class ORTModelForImageTextToText(ORTModelForCausalLM):
             embeds[placeholders] = features.astype(embeds.dtype, copy=False)
         elif placeholders.any() and past_length == 0:
             raise ORTModelError("The prompts hold image tokens but no pixel_values were given.")
+        if self._rope is not None:
+            if position_ids is None:
+                position_ids = self._rotary_positions(
+                    ids, attention_mask, cache, image_grid_thw, mm_token_type_ids
+                )
+            elif position_ids.shape[0] == 4:  # generate's: text positions first, then 3-D
+                position_ids = position_ids[1:]
         # Image tokens are type 1 (they attend to each other both ways), text 0.
         types = placeholders if token_type_ids is None else _as_numpy(token_type_ids)
         logits, new_cache = self._decode(
@@ -441,6 +505,8 @@ class ORTModelForImageTextToText(ORTModelForCausalLM):
         use_cache: bool = True,
         pixel_values: torch.Tensor | None = None,
         pixel_attention_mask: torch.Tensor | None = None,
+        image_grid_thw: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
         """The causal step's inputs; images only on the first step (the cache holds them after)."""
@@ -454,7 +520,27 @@ class ORTModelForImageTextToText(ORTModelForCausalLM):
             inputs["token_type_ids"] = None  # generated tokens are text
         inputs["pixel_values"] = pixel_values if first else None
         inputs["pixel_attention_mask"] = pixel_attention_mask if first else None
+        inputs["image_grid_thw"] = image_grid_thw if first else None
+        if self._rope is not None and position_ids is not None:
+            inputs["position_ids"] = position_ids[..., -inputs["input_ids"].shape[1] :]
         return inputs
+
+
+def _positions_model(config: Any) -> Any:
+    """The config's transformers model on the meta device: its methods, none of its weights.
+
+    Multimodal rotary positions depend on the image grids in ways each family defines (and
+    transformers keeps in the model's `get_rope_index`); running that method, rather than a
+    copy of it, keeps the positions exactly the model's.
+    """
+    import transformers
+
+    name = next(iter(getattr(config, "architectures", None) or []), None)
+    model_class: Any = getattr(transformers, name, None) if name else None
+    if model_class is None:
+        model_class = transformers.AutoModelForImageTextToText._model_mapping[type(config)]
+    with torch.device("meta"):
+        return model_class._from_config(config)
 
 
 @dataclass

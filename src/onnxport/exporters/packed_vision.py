@@ -1,0 +1,209 @@
+"""Vision towers that pack every image's patches into one sequence (Qwen2-VL, GLM-4V, ...).
+
+Their processors flatten each image into patches, `pixel_values` (patches, patch size),
+and describe the images by `image_grid_thw` (images, 3): frames, height and width in
+patches. The tower attends within one frame of one image at a time and places each patch by
+rotary positions; transformers computes both from `image_grid_thw` in Python (a loop over
+`grid_thw.tolist()` and `torch.split` per image), which no graph can hold.
+
+transformers' `vision_utils` lets a caller pass those tensors precomputed (`position_ids`,
+`cu_seqlens`, `max_seqlen`). Traced, this module computes them from `image_grid_thw` with
+tensor arithmetic only (any number of images, of any sizes), and swaps the per-image split
+for one attention call whose mask keeps each patch inside its own frame. Eager, it runs the
+model's own `get_image_features`, so validation compares the graph with transformers' path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from onnxport.exporters.dummy import BATCH, PATCHES, Template
+
+# Registered with transformers' AttentionInterface (its extension point; nothing is
+# replaced). The name holds "flash" because only that branch of these towers passes the
+# packed sequence to the attention function whole (the other splits it with `.tolist()`).
+SEGMENT_ATTENTION = "onnxport_flash_segments"
+
+
+def takes_image_grid(model: Any) -> bool:
+    """Whether the model's `get_image_features` takes `image_grid_thw` (packed patches)."""
+    method = getattr(model, "get_image_features", None)
+    return method is not None and "image_grid_thw" in inspect.signature(method).parameters
+
+
+def _segment_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    *,
+    cu_seq_lens_q: torch.Tensor,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """Attention within segments: patch i sees patch j when both lie in one frame.
+
+    The towers hand their `cu_seqlens` to the attention function as `cu_seq_lens_q`.
+    """
+    from transformers.integrations.sdpa_attention import repeat_kv
+
+    index = torch.arange(query.shape[-2], device=query.device)
+    segments = (index[:, None] >= cu_seq_lens_q[None, 1:]).sum(-1)
+    mask = (segments[:, None] == segments[None, :])[None, None]
+    groups = query.shape[1] // key.shape[1]  # grouped-query towers (EXAONE 4.5)
+    output = torch.nn.functional.scaled_dot_product_attention(
+        query, repeat_kv(key, groups), repeat_kv(value, groups), attn_mask=mask, scale=scaling
+    )
+    return output.transpose(1, 2).contiguous(), None
+
+
+def _register() -> None:
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(SEGMENT_ATTENTION, _segment_attention)
+
+
+def packed_layout(
+    grid_thw: torch.Tensor, merge: int, patches: int, *, temporal: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotary positions and `cu_seqlens` of `patches` packed patches, from `grid_thw`.
+
+    Positions follow transformers' `get_vision_position_ids`: (h, w) per patch (t first
+    with `temporal`), block-major over merge x merge blocks, repeated per frame.
+    `cu_seqlens` holds the start of every frame, then `patches` to the end (patches + 1
+    values in all: the frame count is data, a graph's sizes are not): transformers' own
+    where each image is one frame, as its image processors make them, with empty segments
+    after.
+    """
+    t, h, w = grid_thw.long().unbind(-1)
+    sizes = t * h * w
+    ends = sizes.cumsum(0)
+    index = torch.arange(patches, device=grid_thw.device)
+    image = (index[:, None] >= ends[None, :]).sum(-1)
+    local = index - (ends - sizes)[image]
+    frame_size = h[image] * w[image]
+    frame, within = local // frame_size, local % frame_size
+    block, offset = within // (merge * merge), within % (merge * merge)
+    blocks_per_row = w[image] // merge
+    rows = (block // blocks_per_row) * merge + offset // merge
+    columns = (block % blocks_per_row) * merge + offset % merge
+    axes = [frame, rows, columns] if temporal else [rows, columns]
+    starts = torch.where(within == 0, index, torch.full_like(index, patches)).sort().values
+    cu_seqlens = torch.cat([starts, index.new_full((1,), patches)]).to(torch.int32)
+    return torch.stack(axes, dim=-1), cu_seqlens
+
+
+def window_layout(
+    grid_thw: torch.Tensor, merge: int, window: int, patch: int, patches: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`window_index` and `cu_window_seqlens` of windowed towers (Qwen2.5-VL), from the grids.
+
+    As transformers' `get_vision_window_index`: merged tokens reordered window by window
+    (windows of `window` pixels, row-major within a frame, then row-major inside each), and
+    the start of every window in patches, padded with `patches` as `packed_layout` pads.
+    """
+    side = window // merge // patch  # merged tokens per window side
+    unit = merge * merge
+    tokens = patches // unit
+    t, h, w = grid_thw.long().unbind(-1)
+    rows_of, columns_of = h // merge, w // merge
+    sizes = t * rows_of * columns_of
+    ends = sizes.cumsum(0)
+    index = torch.arange(tokens, device=grid_thw.device)
+    image = (index[:, None] >= ends[None, :]).sum(-1)
+    local = index - (ends - sizes)[image]
+    height, width = rows_of[image], columns_of[image]
+    frame_size = height * width
+    frame_start = (ends - sizes)[image] + (local // frame_size) * frame_size
+    row, column = (local % frame_size) // width, (local % frame_size) % width
+    # transformers pads every side to a whole window and one more when it already is one
+    per_row = (width + side - width % side) // side
+    window_id = (row // side) * per_row + column // side
+    most = ((rows_of + side) // side * ((columns_of + side) // side)).max()
+    inside = (row % side) * side + column % side
+    key = (frame_start * most + window_id) * side * side + inside
+    order = torch.argsort(key)
+    windows = key[order] // (side * side)
+    first = torch.cat([torch.ones_like(windows[:1], dtype=torch.bool), windows[1:] != windows[:-1]])
+    starts = torch.where(first, index * unit, torch.full_like(index, patches)).sort().values
+    cu_window_seqlens = torch.cat([starts, index.new_full((1,), patches)]).to(torch.int32)
+    return order, cu_window_seqlens
+
+
+@contextlib.contextmanager
+def _attention(config: Any, implementation: str) -> Iterator[None]:
+    """`config` (the tower's own) set to `implementation` while tracing, then restored."""
+    before = config._attn_implementation
+    config._attn_implementation = implementation
+    try:
+        yield
+    finally:
+        config._attn_implementation = before
+
+
+class PackedVisionPart(torch.nn.Module):
+    """`pixel_values` (patches, patch size) and `image_grid_thw` -> `image_features`.
+
+    The features are one row per image token, all images' in order (as the model's
+    forward concatenates them before splicing).
+    """
+
+    def __init__(self, model: Any) -> None:
+        from onnxport.exporters import modality
+
+        super().__init__()
+        _register()
+        self.model = model
+        self.config = model.config
+        self.tower = model.get_encoder(modality="image")
+        vision = model.config.vision_config
+        self.merge = int(getattr(vision, "spatial_merge_size", 1) or 1)
+        channels = modality.num_channels(vision)
+        frames = int(getattr(vision, "temporal_patch_size", 1) or 1)
+        patch = int(vision.patch_size)
+        self.input_templates: dict[str, Template] = {
+            "pixel_values": (PATCHES, channels * frames * patch * patch),
+            "image_grid_thw": (BATCH, 3),
+        }
+        self.temporal = bool(getattr(self.tower, "include_temporal", False))
+        window = getattr(self.tower, "window_size", None)
+        self.window = None if not window else (int(window), int(self.tower.patch_size))
+        self.one_image = False  # every image in one call: nothing to loop
+
+    def input_names(self) -> list[str]:
+        """The graph's inputs."""
+        return ["pixel_values", "image_grid_thw"]
+
+    def forward(
+        self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor, return_dict: bool = True
+    ) -> dict[str, torch.Tensor]:
+        """`image_features`: (image tokens of all images, hidden size)."""
+        if not torch.compiler.is_exporting():
+            output = self.model.get_image_features(
+                pixel_values=pixel_values, image_grid_thw=image_grid_thw, return_dict=True
+            )
+            features = output.pooler_output
+            if isinstance(features, (list, tuple)):
+                features = torch.cat(list(features))
+            return {"image_features": features}
+        positions, cu_seqlens = packed_layout(
+            image_grid_thw, self.merge, pixel_values.shape[0], temporal=self.temporal
+        )
+        extra: dict[str, Any] = {}
+        if self.window is not None:  # windowed attention in most layers (Qwen2.5-VL)
+            extra["window_index"], extra["cu_window_seqlens"] = window_layout(
+                image_grid_thw, self.merge, *self.window, pixel_values.shape[0]
+            )
+            extra["max_window_seqlen"] = 0
+        with _attention(self.tower.config, SEGMENT_ATTENTION):
+            output = self.tower(
+                pixel_values.to(self.tower.dtype), grid_thw=image_grid_thw,
+                position_ids=positions, cu_seqlens=cu_seqlens, max_seqlen=0, **extra,
+            )  # fmt: skip
+        return {"image_features": output.pooler_output}
