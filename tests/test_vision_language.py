@@ -252,3 +252,32 @@ def test_text_tasks_export_the_text_path(task: str, tmp_path: Path) -> None:
     assert result.spec.input_names == ["input_ids", "attention_mask"]
     assert result.validation is not None
     assert result.validation.passed
+
+
+def test_a_bare_packed_tower_exports_for_images_of_any_size(tmp_path: Path) -> None:
+    """Qwen2.5-VL's vision model alone (feature-extraction): patches and grid_thw in; one
+    graph for any number of images of any size, windows included, equal to PyTorch."""
+    import onnxruntime as ort
+
+    from onnxport.testing import tiny_config, tiny_model
+
+    config = tiny_config("qwen2_5_vl_vision", window_size=56)  # windows of 2x2 merged tokens
+    model = tiny_model(config, "feature-extraction")
+    result = onnxport.export(model, tmp_path / "out", task="feature-extraction")
+    assert result.spec.input_names == ["hidden_states", "grid_thw"]
+    assert result.validation is not None
+    assert result.validation.passed
+    session = ort.InferenceSession(str(tmp_path / "out" / "model.onnx"))
+    grid = torch.tensor([[1, 6, 10], [1, 2, 2]])
+    patches = torch.randn(int(grid.prod(-1).sum()), int(model.config.in_channels) * 2 * 14 * 14)
+    with torch.no_grad():
+        expected = model(hidden_states=patches, grid_thw=grid)
+    got = dict(
+        zip(
+            [o.name for o in session.get_outputs()],
+            session.run(None, {"hidden_states": patches.numpy(), "grid_thw": grid.numpy()}),
+            strict=True,
+        )
+    )
+    for name in ("last_hidden_state", "pooler_output"):
+        np.testing.assert_allclose(got[name], expected[name].numpy(), atol=1e-4)

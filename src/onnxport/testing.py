@@ -10,6 +10,7 @@ import contextlib
 import copy
 import inspect
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -386,7 +387,11 @@ def _fit_mrope_sections(config: Any) -> None:
         head_dim = int(config.hidden_size) // heads
     if not (isinstance(sections, list) and sections and isinstance(head_dim, int)):
         return
-    half = head_dim // 2
+    # GLM-4V-MoE rotates part of each head: the sections cover that part.
+    factor = float(rope.get("partial_rotary_factor") or getattr(config, "partial_rotary_factor", 1))
+    if int(head_dim * factor) // 2 < len(sections):  # the model reads head_dim if set
+        head_dim = config.head_dim = math.ceil(2 * len(sections) / factor)
+    half = int(head_dim * factor) // 2
     if sum(sections) == half or half < len(sections):
         return
     scaled = [max(s * half // sum(sections), 1) for s in sections]

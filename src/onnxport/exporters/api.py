@@ -46,6 +46,7 @@ from onnxport.exporters.genai import add_genai_config
 from onnxport.exporters.genai import check_support as check_genai_support
 from onnxport.exporters.image_loop import loop_over_images
 from onnxport.exporters.layouts import apply_layout, check_layout
+from onnxport.exporters.packed_vision import PackedTower, takes_grid
 from onnxport.exporters.postprocess import (
     EXTERNAL_DATA_FILE,
     ONNX_FILE,
@@ -646,6 +647,9 @@ def _graphs(
             (file_name, module, task if cached else replace(task, with_past=False), names)
             for file_name, module, names, cached in vision_language_parts(model)
         ]
+    if takes_grid(model) and not task.with_past:  # a bare packed vision tower
+        tower = PackedTower(model)
+        return [(ONNX_FILE, tower, task, tower.input_names())]
     if not task.encoder_decoder:
         try:
             names = default_input_names(model, config, tokenizer, with_past=task.with_past)

@@ -98,6 +98,15 @@ def image_grids(batch: int, merge: int) -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.long)
 
 
+def axis_sizes(shape: InputShape, config: Any) -> dict[str, int]:
+    """Every named axis with its size at `shape`, packed patches included.
+
+    (The config's merge size scales the patch count.)
+    """
+    patches = int(image_grids(shape.batch_size, _merge_size(config)).prod(-1).sum())
+    return {**shape.sizes(), PATCHES: patches}
+
+
 def _merge_size(config: Any) -> int:
     vision = getattr(config, "vision_config", None) or config
     return int(getattr(vision, "spatial_merge_size", 1) or 1)
@@ -236,11 +245,11 @@ def make_inputs(
     templates = templates or {}
     result: dict[str, torch.Tensor] = {}
     grids = image_grids(shape.batch_size, _merge_size(config))
-    sizes = {**shape.sizes(), PATCHES: int(grids.prod(-1).sum())}
+    sizes = axis_sizes(shape, config)
     for name in names:
         template = templates.get(name) or tuple(axes[name][i] for i in range(len(axes[name])))
         dims = [sizes[d] if isinstance(d, str) else d for d in template]
-        if name == "image_grid_thw":
+        if name in ("image_grid_thw", "grid_thw"):
             result[name] = grids
             continue
         result[name] = _make_one(name, dims, config, shape, generator, left_padding)
@@ -283,7 +292,7 @@ def _make_one(
         return _make_one("attention_mask", dims, config, shape, generator, False)
     if name in (
         "encoder_hidden_states", "input_features", "input_values", "pixel_values", "inputs_embeds",
-        "past_values", "inputs",
+        "past_values", "inputs", "hidden_states",
     ):  # fmt: skip
         return torch.randn(dims, generator=generator)
     if name == "noise":  # what forward would draw: uniform in [0, 1)

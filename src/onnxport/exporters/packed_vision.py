@@ -147,6 +147,85 @@ def _attention(config: Any, implementation: str) -> Iterator[None]:
         config._attn_implementation = before
 
 
+def takes_grid(model: Any) -> bool:
+    """Whether `model` is a packed tower itself (its forward takes `grid_thw`)."""
+    return "grid_thw" in inspect.signature(model.forward).parameters
+
+
+class _Tower:
+    """How to run one packed tower traced: its merge size, position axes and windows."""
+
+    def __init__(self, tower: Any) -> None:
+        from onnxport.exporters import modality
+
+        _register()
+        self.tower = tower
+        config = tower.config
+        self.merge = int(getattr(config, "spatial_merge_size", 1) or 1)
+        frames = int(getattr(config, "temporal_patch_size", 1) or 1)
+        patch = int(config.patch_size)
+        self.patch_size = modality.num_channels(config) * frames * patch * patch
+        self.temporal = bool(getattr(tower, "include_temporal", False))
+        window = getattr(tower, "window_size", None)
+        self.window = None if not window else (int(window), int(tower.patch_size))
+
+    def traced(self, patches: torch.Tensor, grid_thw: torch.Tensor) -> Any:
+        """The tower's output, with every grid-derived tensor computed in graph form."""
+        positions, cu_seqlens = packed_layout(
+            grid_thw, self.merge, patches.shape[0], temporal=self.temporal
+        )
+        extra: dict[str, Any] = {}
+        if self.window is not None:  # windowed attention in most layers (Qwen2.5-VL)
+            extra["window_index"], extra["cu_window_seqlens"] = window_layout(
+                grid_thw, self.merge, *self.window, patches.shape[0]
+            )
+            extra["max_window_seqlen"] = 0
+        with _attention(self.tower.config, SEGMENT_ATTENTION):
+            return self.tower(
+                patches.to(self.tower.dtype), grid_thw=grid_thw,
+                position_ids=positions, cu_seqlens=cu_seqlens, max_seqlen=0, **extra,
+            )  # fmt: skip
+
+
+class PackedTower(torch.nn.Module):
+    """A bare packed tower (Qwen2.5-VL's vision model): patches and `grid_thw` in.
+
+    Its outputs come out as they are: per-patch states and merged tokens.
+    """
+
+    def __init__(self, tower: Any) -> None:
+        super().__init__()
+        self.tower = tower
+        self.config = tower.config
+        self.runner = _Tower(tower)
+        accepted = inspect.signature(tower.forward).parameters
+        self.patches = "pixel_values" if "pixel_values" in accepted else "hidden_states"
+        self.input_templates: dict[str, Template] = {
+            self.patches: (PATCHES, self.runner.patch_size),
+            "grid_thw": (BATCH, 3),
+        }
+
+    def input_names(self) -> list[str]:
+        """The graph's inputs."""
+        return [self.patches, "grid_thw"]
+
+    def forward(
+        self,
+        grid_thw: torch.Tensor,
+        hidden_states: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        return_dict: bool = True,
+    ) -> dict[str, torch.Tensor]:
+        """The tower's tensor outputs."""
+        patches = hidden_states if hidden_states is not None else pixel_values
+        assert patches is not None
+        if torch.compiler.is_exporting():
+            output = self.runner.traced(patches, grid_thw)
+        else:
+            output = self.tower(**{self.patches: patches}, grid_thw=grid_thw)
+        return {k: v for k, v in output.items() if isinstance(v, torch.Tensor)}
+
+
 class PackedVisionPart(torch.nn.Module):
     """`pixel_values` (patches, patch size) and `image_grid_thw` -> `image_features`.
 
@@ -155,25 +234,15 @@ class PackedVisionPart(torch.nn.Module):
     """
 
     def __init__(self, model: Any) -> None:
-        from onnxport.exporters import modality
-
         super().__init__()
-        _register()
         self.model = model
         self.config = model.config
-        self.tower = model.get_encoder(modality="image")
-        vision = model.config.vision_config
-        self.merge = int(getattr(vision, "spatial_merge_size", 1) or 1)
-        channels = modality.num_channels(vision)
-        frames = int(getattr(vision, "temporal_patch_size", 1) or 1)
-        patch = int(vision.patch_size)
+        self.runner = _Tower(model.get_encoder(modality="image"))
+        self.merge = self.runner.merge
         self.input_templates: dict[str, Template] = {
-            "pixel_values": (PATCHES, channels * frames * patch * patch),
+            "pixel_values": (PATCHES, self.runner.patch_size),
             "image_grid_thw": (BATCH, 3),
         }
-        self.temporal = bool(getattr(self.tower, "include_temporal", False))
-        window = getattr(self.tower, "window_size", None)
-        self.window = None if not window else (int(window), int(self.tower.patch_size))
         self.one_image = False  # every image in one call: nothing to loop
 
     def input_names(self) -> list[str]:
@@ -184,26 +253,14 @@ class PackedVisionPart(torch.nn.Module):
         self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor, return_dict: bool = True
     ) -> dict[str, torch.Tensor]:
         """`image_features`: (image tokens of all images, hidden size)."""
-        if not torch.compiler.is_exporting():
-            output = self.model.get_image_features(
-                pixel_values=pixel_values, image_grid_thw=image_grid_thw, return_dict=True
-            )
-            features = output.pooler_output
-            if isinstance(features, (list, tuple)):
-                features = torch.cat(list(features))
-            return {"image_features": features}
-        positions, cu_seqlens = packed_layout(
-            image_grid_thw, self.merge, pixel_values.shape[0], temporal=self.temporal
+        if torch.compiler.is_exporting():
+            return {
+                "image_features": self.runner.traced(pixel_values, image_grid_thw).pooler_output
+            }
+        output = self.model.get_image_features(
+            pixel_values=pixel_values, image_grid_thw=image_grid_thw, return_dict=True
         )
-        extra: dict[str, Any] = {}
-        if self.window is not None:  # windowed attention in most layers (Qwen2.5-VL)
-            extra["window_index"], extra["cu_window_seqlens"] = window_layout(
-                image_grid_thw, self.merge, *self.window, pixel_values.shape[0]
-            )
-            extra["max_window_seqlen"] = 0
-        with _attention(self.tower.config, SEGMENT_ATTENTION):
-            output = self.tower(
-                pixel_values.to(self.tower.dtype), grid_thw=image_grid_thw,
-                position_ids=positions, cu_seqlens=cu_seqlens, max_seqlen=0, **extra,
-            )  # fmt: skip
-        return {"image_features": output.pooler_output}
+        features = output.pooler_output
+        if isinstance(features, (list, tuple)):
+            features = torch.cat(list(features))
+        return {"image_features": features}

@@ -33,11 +33,13 @@ from onnxport.exporters.dummy import (
     IMAGE_BATCH,
     IMAGE_TOKENS,
     PAST,
+    PATCHES,
     SEQUENCE,
     TOTAL,
     WIDTH,
     InputShape,
     Template,
+    axis_sizes,
     input_axes,
     make_inputs,
     model_dtype,
@@ -473,7 +475,8 @@ def derive_spec(
     second = _run(model, draft, adapter, probe)
     outputs: dict[str, Axes] = {}
     token_axes: dict[str, int] = {}
-    image_axes = [IMAGE_BATCH, HEIGHT, WIDTH, IMAGE_TOKENS]
+    image_axes = [IMAGE_BATCH, HEIGHT, WIDTH, IMAGE_TOKENS, PATCHES]
+    traced_sizes, probe_sizes = axis_sizes(traced, config), axis_sizes(probe, config)
     axis_names = (
         [BATCH, SEQUENCE, TOTAL, PAST, ENCODER]
         if task.with_past
@@ -486,7 +489,7 @@ def derive_spec(
         axes: Axes = {}
         for dim, (size_a, size_b) in enumerate(zip(tensor.shape, other.shape, strict=True)):
             for axis in axis_names:
-                if size_a == traced.size_of(axis) and size_b == probe.size_of(axis):
+                if size_a == traced_sizes[axis] and size_b == probe_sizes[axis]:
                     axes[dim] = axis
                     break
         outputs[name] = axes

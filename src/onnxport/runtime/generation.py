@@ -297,7 +297,7 @@ class ORTModelForCausalLM(ORTGenerativeModel):
 
 
 class ORTModelForImageTextToText(ORTModelForCausalLM):
-    """Vision-language generation (LLaVA, SmolVLM, Gemma 3); `generate()` as in transformers.
+    """Vision-language generation (LLaVA, Qwen2-VL, Gemma 3); `generate()` as in transformers.
 
     `vision_encoder.onnx` turns `pixel_values` into image features on the first step,
     `embed_tokens.onnx` embeds the tokens, and the features replace the embeddings of the
