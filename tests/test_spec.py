@@ -237,3 +237,21 @@ def test_character_models_get_code_points_as_example_ids() -> None:
 
     result = run_pair("canine", "text-classification")
     assert result.status == PASS, result.reason
+
+
+def test_xmod_exports_one_language_named_in_its_config(tmp_path: Path, caplog) -> None:
+    """X-MOD without a default language (as released) exports the first language's
+    adapters, says so, and records it; PyTorch refuses to run it at all otherwise."""
+    import json
+
+    from onnxport.testing import tiny_config, tiny_model
+
+    config = tiny_config("xmod", languages=["de_DE", "en_XX"])
+    model = tiny_model(config, "fill-mask")
+    with caplog.at_level("WARNING"):
+        result = onnxport.export(model, tmp_path / "out", task="fill-mask")
+    assert result.validation is not None
+    assert result.validation.passed
+    assert "exporting 'de_DE'" in caplog.text
+    saved = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert saved["default_language"] == "de_DE"
