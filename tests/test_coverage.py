@@ -119,7 +119,8 @@ SAMPLE: list[tuple[str, str]] = [
     ("deepseek_v3", "text-generation"),
     ("llava", "image-text-to-text"), ("vision-encoder-decoder", "image-to-text"),
     ("paligemma", "image-text-to-text"), ("decision_transformer", "feature-extraction"),
-    ("owlvit", "zero-shot-object-detection"),
+    ("owlvit", "zero-shot-object-detection"), ("xmod", "fill-mask"),
+    ("qwen2_vl", "image-text-to-text"), ("qwen2_5_vl_vision", "feature-extraction"),
 ]  # fmt: skip
 
 
