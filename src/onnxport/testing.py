@@ -879,6 +879,16 @@ TINY_CONFIG_OVERRIDES: dict[str, dict[str, Any]] = {
     "layoutlmv3": {"hidden_size": 48, "coordinate_size": 8, "shape_size": 8},
     # Its segmentation head reads 4 layers (the default config names only the last one).
     "beit": {"num_hidden_layers": 4, "out_indices": [1, 2, 3, 4]},
+    # RT-DETR-style two-stage decoders pick their queries by top-k over the anchors' scores:
+    # fewer queries than the anchors of the smallest validated image (300 by default), and
+    # weights at 10x the default scale, at which the tiny encoder's features do not collapse
+    # to one value (every score tied: top-k's picks were arbitrary).
+    **{
+        name: {"num_queries": 10, "initializer_range": 0.2}
+        for name in ("rt_detr", "rt_detr_v2", "pp_doclayout_v3", "pp_doclayout_v4")
+    },
+    # D-FINE's heads overflow at that scale: half of it.
+    **{name: {"num_queries": 10, "initializer_range": 0.1} for name in ("d_fine", "deimv2")},
 }
 
 
