@@ -109,3 +109,35 @@ def test_a_text_model_has_no_image_to_text_head(tmp_path: Path, capsys) -> None:
     assert code != 0
     assert_one_error_line(err, "no head for task 'image-to-text'")
     assert not (tmp_path / "out").exists()
+
+
+def test_pix2struct_generates_as_pytorch(tmp_path: Path) -> None:
+    """Pix2Struct: flattened patches (row, column, pixels) of images of different shapes, as
+    its image processor makes them, with their mask; greedy tokens equal PyTorch's."""
+    from transformers import Pix2StructImageProcessor
+
+    from onnxport.testing import tiny_config, tiny_model
+
+    config = tiny_config("pix2struct")
+    config.vision_config.patch_embed_hidden_size = 16 * 16 * 3  # the processor's patches
+    model = tiny_model(config, TASK).eval()
+    result = onnxport.export(model, tmp_path / "out", task=TASK)
+    assert [r.model_path.name for r in result.reports] == [
+        "encoder_model.onnx", "decoder_model.onnx",
+    ]  # fmt: skip
+    processor = Pix2StructImageProcessor(max_patches=24)
+    images = [Image.fromarray(np.full((40, 90 - 50 * i, 3), 60 * i, np.uint8)) for i in range(2)]
+    inputs = dict(processor(images=_images(2) + images, return_tensors="pt"))
+    assert set(inputs) == {"flattened_patches", "attention_mask"}
+    assert not inputs["attention_mask"].all()  # some images fill fewer patches: padding
+    ours = onnxport.ORTModelForVision2Seq.from_pretrained(tmp_path / "out")
+    assert ours.encoder.input_names == ["flattened_patches", "attention_mask"]
+    settings = {"max_new_tokens": 6, "do_sample": False}
+    with torch.no_grad():
+        expected = model.generate(**inputs, **settings)
+    assert torch.equal(ours.generate(**inputs, **settings), expected)
+    other = {**inputs, "flattened_patches": inputs["flattened_patches"].clone()}
+    other["flattened_patches"][..., 2:] *= -1
+    with torch.no_grad():
+        assert not torch.equal(model.generate(**other, **settings), expected)
+    assert torch.equal(ours.generate(**other, **settings), model.generate(**other, **settings))

@@ -149,10 +149,10 @@ TASKS: tuple[Task, ...] = (
         "AutoModelForImageTextToText",
         "MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES",
         ("vision2seq-lm", "image-to-text-with-past", "image-captioning", "ocr"),
-        "image encoder + text decoder with a cache (TrOCR, Donut); generate()",
+        "image encoder + text decoder with a cache (TrOCR, Donut, Pix2Struct); generate()",
         with_past=True,
         encoder_decoder=True,
-        model_types=frozenset({"vision-encoder-decoder"}),
+        model_types=frozenset({"vision-encoder-decoder", "pix2struct"}),
     ),
     Task(
         "image-classification",
@@ -344,10 +344,15 @@ def infer_task(config: PretrainedConfig) -> Task:
     """
     model_type = config.model_type
     architectures = list(getattr(config, "architectures", None) or [])
-    for task in TASKS:
-        head_class = task.model_classes().get(model_type)
-        if head_class is not None and head_class in architectures:
-            return task
+    matches = [
+        task for task in TASKS
+        if (head := task.model_classes().get(model_type)) is not None and head in architectures
+    ]  # fmt: skip
+    # A task that names the type wins over one its head class merely maps (Pix2Struct's
+    # head is image-text-to-text's too; image-to-text exports it).
+    named = [task for task in matches if task.model_types and model_type in task.model_types]
+    if named or matches:
+        return (named or matches)[0]
     bare = get_task(BARE_TASK)
     check_task_for(bare, model_type)
     if architectures:

@@ -295,6 +295,11 @@ def _make_one(
         "past_values", "inputs", "hidden_states",
     ):  # fmt: skip
         return torch.randn(dims, generator=generator)
+    if name == "flattened_patches":  # Pix2Struct: row and column (from 1), then pixels
+        patches = torch.randn(dims, generator=generator)
+        index = torch.arange(dims[1])
+        patches[..., 0], patches[..., 1] = index // 4 + 1, index % 4 + 1
+        return patches
     if name == "noise":  # what forward would draw: uniform in [0, 1)
         return torch.rand(dims, generator=generator)
     if name == "bbox":  # (x0, y0, x1, y1) per token on LayoutLM's 0-1000 page grid

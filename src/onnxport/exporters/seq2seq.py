@@ -29,7 +29,7 @@ from transformers import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
 from onnxport.errors import UnsupportedModelError
-from onnxport.exporters.dummy import BATCH, ENCODER, Template
+from onnxport.exporters.dummy import BATCH, ENCODER, SEQUENCE, Template
 from onnxport.layout import DECODER_FILE, ENCODER_FILE
 
 DECODER_INPUTS = ["input_ids", "encoder_attention_mask", "encoder_hidden_states"]
@@ -213,6 +213,39 @@ class VisionEncoderPart(torch.nn.Module):
         return BaseModelOutput(last_hidden_state=output.last_hidden_state)
 
 
+class PatchEncoderPart(torch.nn.Module):
+    """Pix2Struct's image encoder: `flattened_patches` with their mask.
+
+    Each patch is (batch, patches, 2 + patch size): its row and column (from 1; 0 pads),
+    then its pixels. The mask is also the one its decoder's cross-attention uses (as the
+    model's forward passes it on).
+    """
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+        self.config = model.config
+        vision = model.config.vision_config
+        self.input_templates: dict[str, Template] = {
+            "flattened_patches": (BATCH, SEQUENCE, 2 + int(vision.patch_embed_hidden_size))
+        }
+
+    def forward(
+        self,
+        flattened_patches: torch.Tensor,
+        attention_mask: torch.Tensor,
+        return_dict: bool = True,
+    ) -> dict[str, torch.Tensor]:
+        """Encode the patches; the mask over the states is the input's."""
+        output = self.model.get_encoder()(
+            flattened_patches=flattened_patches, attention_mask=attention_mask, return_dict=True
+        )
+        return {
+            "last_hidden_state": output.last_hidden_state,
+            "encoder_attention_mask": attention_mask.long(),
+        }
+
+
 class UnmaskedDecoderPart(_DecoderStep):
     """One decoding step of a decoder that attends to every encoder state (frames, patches).
 
@@ -320,7 +353,8 @@ class MaskedSpeechDecoderPart(DecoderPart):
 
     def __init__(self, model: Any) -> None:
         super().__init__(model)
-        width = getattr(model.config, "d_model", None) or model.config.hidden_size
+        encoder = model.get_encoder().config  # Pix2Struct's: its vision config
+        width = getattr(encoder, "d_model", None) or encoder.hidden_size
         self.input_templates: dict[str, Template] = {
             "encoder_hidden_states": (BATCH, ENCODER, int(width))
         }
@@ -346,7 +380,9 @@ class MaskedSpeechDecoderPart(DecoderPart):
             use_cache=True,
             return_dict=True,
         )
-        logits = self.model.get_output_embeddings()(output.last_hidden_state)
+        logits = getattr(output, "logits", None)  # Pix2Struct's text decoder has its head
+        if logits is None:
+            logits = self.model.get_output_embeddings()(output.last_hidden_state)
         return {"logits": logits, "cache": output.cache}
 
 
@@ -398,6 +434,11 @@ def graph_parts(model: Any, task: str) -> list[tuple[str, torch.nn.Module, list[
             speech_frames(model)  # refuses in one line, naming the architecture
         return [
             (ENCODER_FILE, MaskedSpeechEncoderPart(model), [audio, "attention_mask"]),
+            (DECODER_FILE, MaskedSpeechDecoderPart(model), list(DECODER_INPUTS)),
+        ]
+    if task == "image-to-text" and model.main_input_name == "flattened_patches":
+        return [
+            (ENCODER_FILE, PatchEncoderPart(model), ["flattened_patches", "attention_mask"]),
             (DECODER_FILE, MaskedSpeechDecoderPart(model), list(DECODER_INPUTS)),
         ]
     if task in _UNMASKED_ENCODERS:

@@ -38,9 +38,14 @@ def image_token_id(config: Any) -> int:
     token = placeholder_token(config)
     if token is not None:
         return token
+    hint = (
+        " It is an encoder-decoder: export it with --task image-to-text."
+        if getattr(config, "is_encoder_decoder", False)
+        else ""
+    )
     raise UnsupportedModelError(
         f"'{config.model_type}' has no image_token_id in its config: image-text-to-text export "
-        "splices image features at that token and cannot place them.",
+        f"splices image features at that token and cannot place them.{hint}",
         model_type=config.model_type,
     )
 

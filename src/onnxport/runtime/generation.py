@@ -558,7 +558,8 @@ class _ORTEncoder:
     """The encoder graph, which GenerationMixin calls through `get_encoder()`.
 
     It takes token ids (and a mask), speech (`input_features` or raw `input_values`, with a
-    mask where the graph takes one) or `pixel_values` (image captioning).
+    mask where the graph takes one), `pixel_values` (image captioning) or Pix2Struct's
+    `flattened_patches` (with their mask).
     """
 
     def __init__(self, session: ort.InferenceSession) -> None:
@@ -576,13 +577,14 @@ class _ORTEncoder:
         input_features: Any = None,
         pixel_values: Any = None,
         input_values: Any = None,
+        flattened_patches: Any = None,
         **kwargs: Any,
     ) -> BaseModelOutput:
         """Encode the source; other keyword arguments (return_dict, ...) are ignored."""
         feed: dict[str, np.ndarray] = {}
         floats = {
             "input_features": input_features, "pixel_values": pixel_values,
-            "input_values": input_values,
+            "input_values": input_values, "flattened_patches": flattened_patches,
         }  # fmt: skip
         if self.main_input_name in floats:
             value = floats[self.main_input_name]
@@ -780,7 +782,7 @@ class ORTModelForSeq2SeqLM(_ORTEncoderDecoder):
 
 
 class ORTModelForVision2Seq(_ORTEncoderDecoder):
-    """Image to text with a VisionEncoderDecoderModel export (TrOCR, Donut): `generate()`.
+    """Image to text (TrOCR, Donut, Pix2Struct): `generate()`.
 
     `generate()` is transformers'. `encoder_model.onnx` encodes `pixel_values` once,
     `decoder_model.onnx` runs once per step.
@@ -793,6 +795,7 @@ class ORTModelForVision2Seq(_ORTEncoderDecoder):
 
     task = "image-to-text"
     main_input_name = "pixel_values"
+    encoder_inputs = ("flattened_patches",)  # Pix2Struct's patches, with their mask
 
 
 class _EncoderLayout:

@@ -33,10 +33,12 @@ class ImageToTextPipeline(Pipeline):
         return preprocess, generate_kwargs, {}
 
     def preprocess(self, image: Any, timeout: float | None = None) -> dict[str, Any]:  # type: ignore[override]
-        """The image processor's `pixel_values` for one image."""
+        """The image processor's tensors for one image.
+
+        (`pixel_values`; Pix2Struct's processor gives `flattened_patches` and their mask.)
+        """
         processor: Any = self.image_processor
-        pixels = processor(images=load_image(image, timeout=timeout), return_tensors="pt")
-        return {"pixel_values": pixels["pixel_values"]}
+        return dict(processor(images=load_image(image, timeout=timeout), return_tensors="pt"))
 
     def _forward(self, model_inputs: dict[str, Any], **generate_kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
         model: Any = self.model
