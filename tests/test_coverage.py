@@ -121,6 +121,7 @@ SAMPLE: list[tuple[str, str]] = [
     ("paligemma", "image-text-to-text"), ("decision_transformer", "feature-extraction"),
     ("owlvit", "zero-shot-object-detection"), ("xmod", "fill-mask"),
     ("qwen2_vl", "image-text-to-text"), ("qwen2_5_vl_vision", "feature-extraction"),
+    ("pix2struct", "image-to-text"), ("rt_detr", "object-detection"),
 ]  # fmt: skip
 
 
