@@ -255,3 +255,15 @@ def test_xmod_exports_one_language_named_in_its_config(tmp_path: Path, caplog) -
     assert "exporting 'de_DE'" in caplog.text
     saved = json.loads((tmp_path / "out" / "config.json").read_text())
     assert saved["default_language"] == "de_DE"
+
+
+def test_outputs_that_are_tuples_of_tensors_become_one_output_each(tmp_path: Path) -> None:
+    """MGP-STR returns its three logits (characters, BPE, WordPiece) as one tuple and no
+    other tensor: each becomes an output of its own, validated like any."""
+    from onnxport.testing import tiny_config, tiny_model
+
+    model = tiny_model(tiny_config("mgp-str"), "feature-extraction")
+    result = onnxport.export(model, tmp_path / "out", task="feature-extraction")
+    assert result.spec.output_names == ["logits.0", "logits.1", "logits.2"]
+    assert result.validation is not None
+    assert result.validation.passed

@@ -175,6 +175,10 @@ def tiny_config(config: Any, *, tokenizer: Any | None = None, **overrides: Any) 
             if (getattr(config, key, None) or 0) >= vocab:
                 setattr(config, key, None)
     for key, value in overrides.items():
+        if isinstance(value, dict):  # a sub-config's fields
+            for name, field_value in value.items():
+                setattr(getattr(config, key), name, field_value)
+            continue
         setattr(config, key, value)
     return config
 
@@ -211,7 +215,7 @@ _LAYER_COUNTS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers")
 # Fields that hold another config's hidden size (a projection's input, a head's condition).
 _TIED_SUFFIXES = (
     "_hidden_size", "_proj_dim", "projection_size", "condition_dim", "codebook_dim",
-    "adapter_input_size", "projection_dim",
+    "adapter_input_size", "projection_dim", "output_channels",
 )  # fmt: skip
 
 
@@ -879,6 +883,8 @@ TINY_CONFIG_OVERRIDES: dict[str, dict[str, Any]] = {
     "layoutlmv3": {"hidden_size": 48, "coordinate_size": 8, "shape_size": 8},
     # Its segmentation head reads 4 layers (the default config names only the last one).
     "beit": {"num_hidden_layers": 4, "out_indices": [1, 2, 3, 4]},
+    # SAM's positional features are half its neck's width (2 x 128 at 256 channels).
+    **{name: {"vision_config": {"num_pos_feats": 16}} for name in ("sam", "sam_hq")},
     # RT-DETR-style two-stage decoders pick their queries by top-k over the anchors' scores:
     # fewer queries than the anchors of the smallest validated image (300 by default), and
     # weights at 10x the default scale, at which the tiny encoder's features do not collapse

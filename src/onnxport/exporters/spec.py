@@ -267,11 +267,20 @@ def flatten_outputs(
     `with_cross` its cross-attention cache `present.<i>.encoder.key/value`.
     """
     items = output.items() if hasattr(output, "items") else enumerate(output)
+    items = list(items)
     result = {
         str(key): value
         for key, value in items
         if isinstance(value, torch.Tensor) and key not in _SKIPPED_OUTPUTS
     }
+    if not result:  # every output a tuple of tensors (MGP-STR's three logits): one per item
+        result = {
+            f"{key}.{index}": item
+            for key, value in items
+            if isinstance(value, (tuple, list)) and key not in _SKIPPED_OUTPUTS
+            for index, item in enumerate(value)
+            if isinstance(item, torch.Tensor)
+        }
     if with_cache:
         own, cross = _cache_layers(_cache_of(output))
         for index, layer in enumerate(own):
