@@ -267,3 +267,18 @@ def test_outputs_that_are_tuples_of_tensors_become_one_output_each(tmp_path: Pat
     assert result.spec.output_names == ["logits.0", "logits.1", "logits.2"]
     assert result.validation is not None
     assert result.validation.passed
+
+
+def test_tapas_takes_seven_token_type_ids_per_token(tmp_path: Path) -> None:
+    """TAPAS's token_type_ids are (batch, sequence, 7): segment, column, row, ranks, each
+    below its own vocabulary size (config.type_vocab_sizes), as its tokenizer gives them."""
+    from onnxport.testing import tiny_config, tiny_model
+
+    model = tiny_model(tiny_config("tapas"), "feature-extraction")
+    result = onnxport.export(model, tmp_path / "out", task="feature-extraction")
+    assert result.validation is not None
+    assert result.validation.passed
+    session = ort.InferenceSession(str(tmp_path / "out" / "model.onnx"))
+    shapes = {i.name: i.shape for i in session.get_inputs()}
+    assert len(shapes["token_type_ids"]) == 3
+    assert shapes["token_type_ids"][2] == 7

@@ -317,6 +317,15 @@ def _make_one(
             else:
                 mask[-1, ..., keep:] = 0
         return mask
+    if name == "token_type_ids" and isinstance(
+        getattr(config, "type_vocab_sizes", None), (list, tuple)
+    ):
+        # TAPAS: seven ids per token (segment, column, row, rank, ...), each below its size.
+        columns = [
+            torch.randint(0, int(size), dims, generator=generator)
+            for size in config.type_vocab_sizes
+        ]
+        return torch.stack(columns, dim=-1)
     if name == "token_type_ids":
         types = int(getattr(config, "type_vocab_size", 1) or 1)
         ids = torch.zeros(dims, dtype=torch.long)
