@@ -122,7 +122,7 @@ SAMPLE: list[tuple[str, str]] = [
     ("owlvit", "zero-shot-object-detection"), ("xmod", "fill-mask"),
     ("qwen2_vl", "image-text-to-text"), ("qwen2_5_vl_vision", "feature-extraction"),
     ("pix2struct", "image-to-text"), ("rt_detr", "object-detection"),
-    ("sam", "feature-extraction"), ("mgp-str", "feature-extraction"),
+    ("sam", "feature-extraction"), ("mgp-str", "feature-extraction"), ("tapas", "fill-mask"),
 ]  # fmt: skip
 
 
