@@ -885,6 +885,8 @@ TINY_CONFIG_OVERRIDES: dict[str, dict[str, Any]] = {
     "beit": {"num_hidden_layers": 4, "out_indices": [1, 2, 3, 4]},
     # SAM's positional features are half its neck's width (2 x 128 at 256 channels).
     **{name: {"vision_config": {"num_pos_feats": 16}} for name in ("sam", "sam_hq")},
+    # BROS projects its box embeddings to one attention head's width.
+    "bros": {"dim_bbox_projection": 8},
     # DeepSeek-V2's default config leaves its routing unset (experts per token).
     "deepseek_v2": {"num_experts_per_tok": 2, "n_routed_experts": 4},
     # RT-DETR-style two-stage decoders pick their queries by top-k over the anchors' scores:
