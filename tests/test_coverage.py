@@ -123,7 +123,7 @@ SAMPLE: list[tuple[str, str]] = [
     ("qwen2_vl", "image-text-to-text"), ("qwen2_5_vl_vision", "feature-extraction"),
     ("pix2struct", "image-to-text"), ("rt_detr", "object-detection"),
     ("sam", "feature-extraction"), ("mgp-str", "feature-extraction"), ("tapas", "fill-mask"),
-    ("bros", "token-classification"),
+    ("bros", "token-classification"), ("vitpose", "pose-estimation"),
 ]  # fmt: skip
 
 

@@ -424,3 +424,23 @@ def test_image_size_is_fixed_when_the_graph_does_not_hold_at_others(
     with torch.no_grad():
         expected = model(pixel_values=pixels).logits
     torch.testing.assert_close(output.logits, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_pose_estimation_matches_pytorch(tmp_path: Path) -> None:
+    # ViTPose (top-down): the processor crops each person box; heatmaps per crop.
+    model = tiny_model("vitpose", "pose-estimation")
+    processor = transformers.VitPoseImageProcessor()
+    folder = _export(model, "pose-estimation", tmp_path / "vitpose", processor=processor)
+    image = _images(1, (120, 90))[0]
+    boxes = [[[10.0, 5.0, 40.0, 80.0], [50.0, 20.0, 30.0, 60.0], [0.0, 0.0, 90.0, 120.0]]]
+    inputs = processor(image, boxes=boxes, return_tensors="pt")
+    ort_model = onnxport.ORTModelForPoseEstimation.from_pretrained(folder)
+    output = ort_model(**inputs)
+    with torch.no_grad():
+        expected = model(**inputs)
+    assert type(output).__name__ == type(expected).__name__
+    torch.testing.assert_close(output.heatmaps, expected.heatmaps, atol=1e-4, rtol=1e-4)
+    ours = processor.post_process_pose_estimation(output, boxes=boxes)
+    reference = processor.post_process_pose_estimation(expected, boxes=boxes)
+    for got, want in zip(ours[0], reference[0], strict=True):
+        torch.testing.assert_close(got["keypoints"], want["keypoints"], atol=1e-3, rtol=1e-3)

@@ -197,6 +197,13 @@ TASKS: tuple[Task, ...] = (
         "keypoints, scores and descriptors",
     ),
     Task(
+        "pose-estimation",
+        "AutoModelForPoseEstimation",
+        "MODEL_FOR_POSE_ESTIMATION_MAPPING_NAMES",
+        ("keypoint-detection-top-down", "pose"),
+        "keypoint heatmaps for a cropped person (ViTPose)",
+    ),
+    Task(
         "masked-im",
         "AutoModelForMaskedImageModeling",
         "MODEL_FOR_MASKED_IMAGE_MODELING_MAPPING_NAMES",

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         ORTModelForMaskedLM,
         ORTModelForMultipleChoice,
         ORTModelForObjectDetection,
+        ORTModelForPoseEstimation,
         ORTModelForQuestionAnswering,
         ORTModelForSemanticSegmentation,
         ORTModelForSequenceClassification,

@@ -158,6 +158,13 @@ class ORTModelForKeypointDetection(_ArchitectureOutput):
     main_input_name = "pixel_values"
 
 
+class ORTModelForPoseEstimation(_ArchitectureOutput):
+    """Top-down pose estimation: keypoint `heatmaps` for each cropped person."""
+
+    task = "pose-estimation"
+    main_input_name = "pixel_values"
+
+
 class ORTModelForMaskedImageModeling(_ArchitectureOutput):
     """Masked image modeling: the `reconstruction` of the input image."""
 
