@@ -155,6 +155,13 @@ TASKS: tuple[Task, ...] = (
         model_types=frozenset({"vision-encoder-decoder", "pix2struct"}),
     ),
     Task(
+        "retrieval",
+        "AutoModelForPreTraining",
+        "MODEL_FOR_RETRIEVAL_MAPPING_NAMES",
+        ("document-retrieval", "visual-retrieval"),
+        "multi-vector embeddings of page images and queries (ColPali)",
+    ),
+    Task(
         "image-classification",
         "AutoModelForImageClassification",
         "MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES",

@@ -839,6 +839,14 @@ def tiny_vision_language_model(
     return model
 
 
+def tiny_retriever(model_type: str, *, seed: int = 0, tokenizer: Any | None = None) -> Any:
+    """A tiny ColPali-style retriever: its inner vision-language model as tiny ones are built."""
+    config = tiny_config(model_type)
+    inner = config.vlm_config.model_type
+    config.vlm_config = tiny_vision_language_config(inner, tokenizer=tokenizer)
+    return tiny_model(config, "retrieval", seed=seed)
+
+
 _CHAT_TEMPLATE = (
     "{% for message in messages %}{{ message['role'] }}: "
     "{% for part in message['content'] %}{% if part['type'] == 'image' %}<image>"
@@ -911,6 +919,8 @@ def tiny_model_for(model_type: str, task: str, *, seed: int = 0) -> Any:
     """
     if task == "image-text-to-text":
         return tiny_vision_language_model(model_type, seed=seed)
+    if task == "retrieval":
+        return tiny_retriever(model_type, seed=seed)
     if model_type == "vision-encoder-decoder":
         return tiny_model(tiny_vision_encoder_decoder_config(), task, seed=seed)
     overrides = TINY_CONFIG_OVERRIDES.get(model_type, {})

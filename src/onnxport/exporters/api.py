@@ -647,6 +647,10 @@ def _graphs(
             (file_name, module, task if cached else replace(task, with_past=False), names)
             for file_name, module, names, cached in vision_language_parts(model)
         ]
+    if task.name == "retrieval":
+        from onnxport.exporters.retrieval import graph_parts as retrieval_parts
+
+        return [(name, module, task, names) for name, module, names in retrieval_parts(model)]
     if takes_grid(model) and not task.with_past:  # a bare packed vision tower
         tower = PackedTower(model)
         return [(ONNX_FILE, tower, task, tower.input_names())]

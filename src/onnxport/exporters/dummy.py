@@ -211,6 +211,8 @@ def text_vocab_size(config: Any) -> int:
         vocab = int(getattr(sub, "vocab_size", 0) or 0)
         if vocab:
             return vocab
+    if getattr(config, "vlm_config", None) is not None:  # a retriever around a VLM (ColPali)
+        return text_vocab_size(config.vlm_config)
     if getattr(config, "num_hash_buckets", None):
         return UNICODE_CODE_POINTS  # CANINE reads characters: ids are code points, hashed
     return 0

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
         ORTModelForZeroShotImageClassification,
         ORTModelForZeroShotObjectDetection,
     )
+    from onnxport.runtime.retrieval import ORTModelForRetrieval
 
 __all__ = [
     "CLASS_NAMES",
