@@ -444,3 +444,24 @@ def test_pose_estimation_matches_pytorch(tmp_path: Path) -> None:
     reference = processor.post_process_pose_estimation(expected, boxes=boxes)
     for got, want in zip(ours[0], reference[0], strict=True):
         torch.testing.assert_close(got["keypoints"], want["keypoints"], atol=1e-3, rtol=1e-3)
+
+
+def test_vits_samples_like_pytorch_and_agrees_without_noise(tmp_path: Path) -> None:
+    model = tiny_model("vits", "feature-extraction")
+    folder = _export(model, "feature-extraction", tmp_path / "vits")
+    ort_model = onnxport.ORTModelForFeatureExtraction.from_pretrained(folder)
+    assert {"noise_scale", "noise_scale_duration"} <= set(ort_model.input_names)
+    ids = torch.randint(5, int(model.config.vocab_size), (2, 11), generator=torch.manual_seed(3))
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0
+    silent = {"noise_scale": 0.0, "noise_scale_duration": 0.0}
+    output = ort_model(input_ids=ids, attention_mask=mask, **silent)
+    model.noise_scale = model.noise_scale_duration = 0.0
+    with torch.no_grad():
+        expected = model(input_ids=ids, attention_mask=mask)
+    torch.testing.assert_close(output.sequence_lengths, expected.sequence_lengths)
+    torch.testing.assert_close(output.waveform, expected.waveform, atol=1e-4, rtol=1e-4)
+    # Without scales the config's are used: the graph samples, as PyTorch does.
+    lengths = {tuple(ort_model(input_ids=ids, attention_mask=mask).sequence_lengths.tolist())
+               for _ in range(4)}  # fmt: skip
+    assert len(lengths) > 1

@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -153,6 +154,7 @@ class DynamoStrategy(CaptureStrategy):
             opset_version=opset,
             optimize=True,
             verbose=False,
+            custom_translation_table=_translations(),
         )
         try:
             if program is None:
@@ -161,6 +163,25 @@ class DynamoStrategy(CaptureStrategy):
         finally:
             del program
             release_rewriter_graphs()
+
+
+def _translations() -> dict[Any, Any]:
+    """ONNX translations for aten ops torch.onnx (2.13) has none for.
+
+    `aten._is_all_true`: transformers' `torch_compilable_check` on a tensor condition
+    (VITS' spline bounds) lowers to it; the check's value is unused in the graph, but the
+    exporter refuses the op. all(x) is min(x) over booleans.
+    """
+    from onnx import TensorProto
+    from onnxscript import opset18
+
+    op: Any = opset18  # onnxscript's stubs type Cast's output too narrowly for ReduceMin
+
+    def is_all_true(condition: Any) -> Any:
+        as_int = op.Cast(condition, to=TensorProto.INT64)
+        return op.Cast(op.ReduceMin(as_int, keepdims=0), to=TensorProto.BOOL)
+
+    return {torch.ops.aten._is_all_true.default: is_all_true}
 
 
 def release_rewriter_graphs() -> None:

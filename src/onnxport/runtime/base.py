@@ -289,7 +289,11 @@ class ORTModel:
         if args:
             kwargs.update(zip([self.main_input_name], args, strict=False))
         tensors = {
-            k: v for k, v in kwargs.items() if isinstance(v, (np.ndarray, list)) or is_tensor(v)
+            k: v
+            for k, v in kwargs.items()
+            if isinstance(v, (np.ndarray, list))
+            or is_tensor(v)
+            or (self._input_ranks.get(k) == 0 and _is_number(v))  # a setting: noise_scale=0.5
         }
         mask = tensors.get("attention_mask")
         # Exported without a mask (wav2vec2-base style): a mask of ones changes nothing; one
@@ -342,6 +346,9 @@ class ORTModel:
                 value = _as_numpy(tensors[name])
             elif name in _DEFAULT_FILLS:
                 value = np.full(reference.shape, _DEFAULT_FILLS[name], dtype=np.int64)
+            elif self._input_ranks[name] == 0 and _is_number(getattr(self.config, name, None)):
+                # A setting the graph takes as an input (VITS' noise scales): the config's.
+                value = np.array(getattr(self.config, name), dtype=np.float32)
             elif name == "noise" and isinstance(self._input_shapes[name][-1], int):
                 # Forward draws it when not given (ViT-MAE's random masking): so do we.
                 size = (reference.shape[0], *self._input_shapes[name][1:])
@@ -393,6 +400,10 @@ def to_torch(value: np.ndarray, device: Any) -> Any:
 @functools.cache
 def _torch_installed() -> bool:
     return torch_loaded() or importlib.util.find_spec("torch") is not None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _as_numpy(value: Any) -> np.ndarray:

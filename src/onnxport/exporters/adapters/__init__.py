@@ -9,6 +9,7 @@ below so their `@register_adapter` runs.
 from onnxport.exporters.adapters import (  # noqa: F401  (each registers itself)
     decision_transformer,
     paligemma,
+    vits,
     xmod,
 )
 from onnxport.exporters.adapters.base import (
