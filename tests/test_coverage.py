@@ -124,7 +124,7 @@ SAMPLE: list[tuple[str, str]] = [
     ("pix2struct", "image-to-text"), ("rt_detr", "object-detection"),
     ("sam", "feature-extraction"), ("mgp-str", "feature-extraction"), ("tapas", "fill-mask"),
     ("bros", "token-classification"), ("vitpose", "pose-estimation"),
-    ("colpali", "retrieval"), ("vits", "feature-extraction"),
+    ("colpali", "retrieval"), ("vits", "text-to-audio"),
 ]  # fmt: skip
 
 

@@ -446,22 +446,29 @@ def test_pose_estimation_matches_pytorch(tmp_path: Path) -> None:
         torch.testing.assert_close(got["keypoints"], want["keypoints"], atol=1e-3, rtol=1e-3)
 
 
-def test_vits_samples_like_pytorch_and_agrees_without_noise(tmp_path: Path) -> None:
-    model = tiny_model("vits", "feature-extraction")
-    folder = _export(model, "feature-extraction", tmp_path / "vits")
-    ort_model = onnxport.ORTModelForFeatureExtraction.from_pretrained(folder)
+def test_vits_text_to_audio_samples_like_pytorch_and_agrees_without_noise(tmp_path: Path) -> None:
+    model = tiny_model("vits", "text-to-audio")
+    vocab = tmp_path / "vocab.json"
+    vocab.write_text(json.dumps({c: i for i, c in enumerate("abcdefghijklmnopqrstuvwxyz '")}))
+    tokenizer = transformers.VitsTokenizer(str(vocab), phonemize=False)
+    folder = _export(model, "text-to-audio", tmp_path / "vits", tokenizer=tokenizer)
+    ort_model = onnxport.ORTModelForTextToWaveform.from_pretrained(folder)
     assert {"noise_scale", "noise_scale_duration"} <= set(ort_model.input_names)
-    ids = torch.randint(5, int(model.config.vocab_size), (2, 11), generator=torch.manual_seed(3))
-    mask = torch.ones_like(ids)
-    mask[1, 7:] = 0
+    inputs = tokenizer(["hello world", "a cat"], return_tensors="pt", padding=True)
     silent = {"noise_scale": 0.0, "noise_scale_duration": 0.0}
-    output = ort_model(input_ids=ids, attention_mask=mask, **silent)
+    output = ort_model(**inputs, **silent)
     model.noise_scale = model.noise_scale_duration = 0.0
     with torch.no_grad():
-        expected = model(input_ids=ids, attention_mask=mask)
+        expected = model(**inputs)
     torch.testing.assert_close(output.sequence_lengths, expected.sequence_lengths)
     torch.testing.assert_close(output.waveform, expected.waveform, atol=1e-4, rtol=1e-4)
+    # The pipeline (transformers' own over the ORT model) gives PyTorch's speech.
+    ours = onnxport.pipeline("text-to-audio", model=folder)("hello world", forward_params=silent)
+    reference = transformers.pipeline("text-to-audio", model=model, tokenizer=tokenizer)(
+        "hello world"
+    )
+    assert ours["sampling_rate"] == reference["sampling_rate"]
+    np.testing.assert_allclose(ours["audio"], reference["audio"], atol=1e-4)
     # Without scales the config's are used: the graph samples, as PyTorch does.
-    lengths = {tuple(ort_model(input_ids=ids, attention_mask=mask).sequence_lengths.tolist())
-               for _ in range(4)}  # fmt: skip
+    lengths = {tuple(ort_model(**inputs).sequence_lengths.tolist()) for _ in range(4)}
     assert len(lengths) > 1

@@ -155,6 +155,13 @@ TASKS: tuple[Task, ...] = (
         model_types=frozenset({"vision-encoder-decoder", "pix2struct"}),
     ),
     Task(
+        "text-to-audio",
+        "AutoModelForTextToWaveform",
+        "MODEL_FOR_TEXT_TO_WAVEFORM_MAPPING_NAMES",
+        ("text-to-speech", "tts"),
+        "a waveform from text, sampled as the model samples it (VITS / MMS-TTS)",
+    ),
+    Task(
         "retrieval",
         "AutoModelForPreTraining",
         "MODEL_FOR_RETRIEVAL_MAPPING_NAMES",

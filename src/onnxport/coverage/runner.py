@@ -225,7 +225,7 @@ _TASK_MODALITY = {
     "image-classification": "vision", "object-detection": "vision",
     "semantic-segmentation": "vision", "depth-estimation": "vision",
     "keypoint-detection": "vision", "pose-estimation": "vision", "masked-im": "vision",
-    "image-to-image": "vision", "retrieval": "multimodal",
+    "image-to-image": "vision", "retrieval": "multimodal", "text-to-audio": "audio",
     "image-feature-extraction": "vision", "audio-classification": "audio",
     "audio-frame-classification": "audio", "audio-xvector": "audio", "ctc": "audio",
     "automatic-speech-recognition": "audio", "zero-shot-image-classification": "multimodal",

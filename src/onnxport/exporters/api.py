@@ -22,6 +22,7 @@ from onnxport.errors import (
     SpecError,
     TaskError,
     UnsupportedCacheError,
+    UnsupportedModelError,
     ValidationError,
     first_line,
 )
@@ -251,6 +252,7 @@ def export(
             ", ".join(spec.input_names),
             ", ".join(spec.output_names),
         )
+        _check_synthesizes(spec)
         graphs.append((file_name, module, spec, part_task, names))
     use_external = needs_external_data(torch_model) if external_data is None else external_data
     if atol is None and dtype in DTYPE_ATOL:
@@ -438,6 +440,19 @@ def load_for_export(
             library=LIBRARY_SENTENCE_TRANSFORMERS, metadata=metadata,
         )  # fmt: skip
     return LoadedModel(torch_model, task_obj, source, source_name, tokenizer)
+
+
+def _check_synthesizes(spec: ExportSpec) -> None:
+    """Refuse a text-to-audio model whose forward returns no audio (it generates tokens)."""
+    if spec.task != "text-to-audio":
+        return
+    if not any("waveform" in name or "audio" in name for name in spec.outputs):
+        raise UnsupportedModelError(
+            f"'{spec.model_type}' makes speech token by token (its forward returns "
+            f"{', '.join(spec.outputs)}, no waveform): text-to-audio exports models that "
+            "synthesize in one forward (VITS); generative speech models are not supported yet.",
+            model_type=spec.model_type,
+        )
 
 
 def _check_weights_dtype(model: torch.nn.Module, dtype: str) -> None:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         ORTModelForQuestionAnswering,
         ORTModelForSemanticSegmentation,
         ORTModelForSequenceClassification,
+        ORTModelForTextToWaveform,
         ORTModelForTokenClassification,
         ORTModelForZeroShotImageClassification,
         ORTModelForZeroShotObjectDetection,

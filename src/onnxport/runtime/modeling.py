@@ -165,6 +165,16 @@ class ORTModelForPoseEstimation(_ArchitectureOutput):
     main_input_name = "pixel_values"
 
 
+class ORTModelForTextToWaveform(_ArchitectureOutput):
+    """Text to speech: a `waveform` per text, at `config.sampling_rate`.
+
+    Settings the graph takes as inputs (VITS' `noise_scale`, `noise_scale_duration`) default
+    to the config's values; pass others as keyword arguments.
+    """
+
+    task = "text-to-audio"
+
+
 class ORTModelForMaskedImageModeling(_ArchitectureOutput):
     """Masked image modeling: the `reconstruction` of the input image."""
 

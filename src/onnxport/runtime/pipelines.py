@@ -46,6 +46,7 @@ PIPELINE_TASKS = (
     "text-classification",
     "text-generation",
     "text2text-generation",
+    "text-to-audio",
     "token-classification",
     "zero-shot-classification",
     "zero-shot-image-classification",

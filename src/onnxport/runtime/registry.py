@@ -33,6 +33,7 @@ CLASS_NAMES: dict[str, tuple[str, str]] = {
     "semantic-segmentation": (_MODELING, "ORTModelForSemanticSegmentation"),
     "depth-estimation": (_MODELING, "ORTModelForDepthEstimation"),
     "keypoint-detection": (_MODELING, "ORTModelForKeypointDetection"),
+    "text-to-audio": (_MODELING, "ORTModelForTextToWaveform"),
     "retrieval": ("onnxport.runtime.retrieval", "ORTModelForRetrieval"),
     "pose-estimation": (_MODELING, "ORTModelForPoseEstimation"),
     "masked-im": (_MODELING, "ORTModelForMaskedImageModeling"),
