@@ -6,7 +6,10 @@ import logging
 import traceback
 from pathlib import Path
 
+import numpy as np
+import onnxruntime
 import pytest
+import torch
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
 import onnxport
@@ -143,3 +146,44 @@ def test_axes_less_squeeze_keeps_a_batch_of_one(tmp_path: Path) -> None:
     assert result.validation.passed
     graph = onnx.load(str(tmp_path / "out" / "model.onnx"), load_external_data=False).graph
     assert any(n.op_type == "Squeeze" and len(n.input) == 2 for n in graph.node)
+
+
+class _ScanOps(torch.nn.Module):
+    """Ops torch.onnx has no translation for, which onnxport supplies."""
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, bounds: torch.Tensor) -> tuple:
+        big, where_big = torch.cummax(x, dim=1)
+        small, where_small = torch.cummin(y, dim=-1)
+        torch._check_tensor_all(x > -100)  # lowers to aten._is_all_true
+        left = torch.searchsorted(bounds, y.float())
+        right = torch.searchsorted(bounds, y.float(), right=True)
+        return big, where_big, small, where_small, left, right
+
+
+def test_scan_ops_without_a_torch_onnx_translation_match_torch(tmp_path: Path) -> None:
+    # Ties included (small integers): torch returns the last index reaching the extreme.
+    from torch.export import Dim
+
+    from onnxport.exporters.capture import _translations
+
+    module = _ScanOps()
+    bounds = torch.tensor([-2.0, 0.0, 0.0, 2.0])
+    example = (torch.randint(-3, 4, (2, 7, 3)), torch.randint(-3, 4, (2, 5)), bounds)
+    auto = {0: Dim.AUTO, 1: Dim.AUTO}
+    program = torch.onnx.export(
+        module, example, dynamo=True, custom_translation_table=_translations(),
+        dynamic_shapes=(auto, auto, None),
+    )  # fmt: skip
+    assert program is not None
+    program.save(str(tmp_path / "scan.onnx"))
+    session = onnxruntime.InferenceSession(str(tmp_path / "scan.onnx"))
+    names = [i.name for i in session.get_inputs()]
+    generator = torch.Generator().manual_seed(1)
+    for batch, length in ((3, 9), (1, 4)):
+        x = torch.randint(-3, 4, (batch, length, 3), generator=generator)
+        y = torch.randint(-3, 4, (batch, length + 2), generator=generator)
+        got = session.run(
+            None, dict(zip(names, (x.numpy(), y.numpy(), bounds.numpy()), strict=True))
+        )
+        for expected, value in zip(module(x, y, bounds), got, strict=True):
+            np.testing.assert_array_equal(value, expected.numpy())

@@ -362,3 +362,18 @@ def test_validation_allows_float32_rounding_relative_to_the_output_and_no_more()
     assert not compare("logits", large, large + 1e-3, atol=1e-4, label="x").values_ok
     small = np.full((2, 6), 0.5, np.float32)
     assert not compare("logits", small, small + 1.2e-4, atol=1e-4, label="x").values_ok
+
+
+def test_validation_matches_equal_infinities_and_nothing_else() -> None:
+    from onnxport.exporters.validate import compare
+
+    # Grounding DINO masks the logits of padding text tokens with -inf, on both sides.
+    reference = np.array([[1.0, -np.inf, np.nan]], np.float32)
+    assert compare("logits", reference, reference.copy(), atol=1e-4, label="x").values_ok
+    for wrong in (2.0, np.inf, -5.0):
+        other = reference.copy()
+        other[0, 1] = wrong
+        assert not compare("logits", reference, other, atol=1e-4, label="x").values_ok
+    nan_for_value = reference.copy()
+    nan_for_value[0, 0] = np.nan
+    assert not compare("logits", reference, nan_for_value, atol=1e-4, label="x").values_ok

@@ -171,6 +171,8 @@ def _translations() -> dict[Any, Any]:
     `aten._is_all_true`: transformers' `torch_compilable_check` on a tensor condition
     (VITS' spline bounds) lowers to it; the check's value is unused in the graph, but the
     exporter refuses the op. all(x) is min(x) over booleans.
+    `aten.searchsorted`, `aten.cummax`, `aten.cummin`: ONNX has no such operators (Grounding
+    DINO's text masks use them).
     """
     from onnx import TensorProto
     from onnxscript import opset18
@@ -181,7 +183,66 @@ def _translations() -> dict[Any, Any]:
         as_int = op.Cast(condition, to=TensorProto.INT64)
         return op.Cast(op.ReduceMin(as_int, keepdims=0), to=TensorProto.BOOL)
 
-    return {torch.ops.aten._is_all_true.default: is_all_true}
+    def searchsorted(
+        sorted_sequence: Any,
+        values: Any,
+        out_int32: bool = False,
+        right: bool = False,
+        side: str | None = None,
+        sorter: Any = None,
+    ) -> Any:
+        if sorter is not None:
+            raise NotImplementedError("searchsorted with a sorter")
+        # The insertion index is the count of boundaries below each value (or not above it,
+        # for right=True), compared along the sorted axis.
+        axis = op.Constant(value_ints=[-1])
+        boundaries = sorted_sequence
+        if len(sorted_sequence.shape) > 1:
+            boundaries = op.Unsqueeze(sorted_sequence, op.Constant(value_ints=[-2]))
+        candidates = op.Unsqueeze(values, axis)
+        after = right or side == "right"
+        below = op.LessOrEqual(boundaries, candidates) if after else op.Less(boundaries, candidates)
+        count = op.ReduceSum(op.Cast(below, to=TensorProto.INT64), axis, keepdims=0)
+        return op.Cast(count, to=TensorProto.INT32) if out_int32 else count
+
+    def cumulative(x: Any, dim: int, largest: bool) -> tuple[Any, Any]:
+        # Pairwise over the axis (O(n^2), for the short axes models scan: a text's tokens):
+        # result[i] = extreme of x[j] for j <= i; its index, the last j reaching it (as torch).
+        rank = len(x.shape)
+        d = dim % rank
+        count = op.Shape(x, start=d, end=d + 1)
+        zero, one = op.Constant(value_ints=[0]), op.Constant(value_ints=[1])
+        j = op.Range(op.Squeeze(zero), op.Squeeze(count), op.Squeeze(one))
+        trailing = list(range(2, 2 + rank - d - 1))
+        earlier = op.LessOrEqual(op.Unsqueeze(j, zero), op.Unsqueeze(j, one))  # [i, j]: j <= i
+        if trailing:
+            earlier = op.Unsqueeze(earlier, op.Constant(value_ints=trailing))
+        pairs = op.Unsqueeze(x, op.Constant(value_ints=[d]))  # axis d: i, axis d + 1: j
+        # Any value on the other side of every element fills the positions after i.
+        fill = op.ReduceMin(x, keepdims=0) if largest else op.ReduceMax(x, keepdims=0)
+        reduce = op.ReduceMax if largest else op.ReduceMin
+        along_j = op.Constant(value_ints=[d + 1])
+        values = reduce(op.Where(earlier, pairs, fill), along_j, keepdims=0)
+        reached = op.And(earlier, op.Equal(pairs, op.Unsqueeze(values, along_j)))
+        positions = j
+        if trailing:
+            positions = op.Unsqueeze(j, op.Constant(value_ints=[t - 1 for t in trailing]))
+        minus_one = op.Constant(value_ints=[-1])
+        indices = op.ReduceMax(op.Where(reached, positions, minus_one), along_j, keepdims=0)
+        return values, indices
+
+    def cummax(x: Any, dim: int) -> tuple[Any, Any]:
+        return cumulative(x, dim, largest=True)
+
+    def cummin(x: Any, dim: int) -> tuple[Any, Any]:
+        return cumulative(x, dim, largest=False)
+
+    return {
+        torch.ops.aten._is_all_true.default: is_all_true,
+        torch.ops.aten.searchsorted.Tensor: searchsorted,
+        torch.ops.aten.cummax.default: cummax,
+        torch.ops.aten.cummin.default: cummin,
+    }
 
 
 def release_rewriter_graphs() -> None:

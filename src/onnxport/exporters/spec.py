@@ -492,6 +492,8 @@ def derive_spec(
         else [BATCH, SEQUENCE, DECODER, CHOICES, AUDIO, FRAMES, *image_axes]
     )
     for name, tensor in first.items():
+        if name in inputs:
+            continue  # an input handed back (Grounding DINO returns input_ids): the caller has it
         other = second.get(name)
         if other is None or other.dim() != tensor.dim():
             raise SpecError(f"Output '{name}' changes rank with the input shape.")

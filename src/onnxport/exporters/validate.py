@@ -185,8 +185,10 @@ def compare(
         ref, got = np.moveaxis(ref, token_axis, 1), np.moveaxis(got, token_axis, 1)
     if keep is not None:
         ref, got = ref[keep], got[keep]
-    both_nan = np.isnan(ref) & np.isnan(got)
-    diff = np.where(both_nan, 0.0, np.abs(ref - got))
+    # Equal values match, infinities included (masked logits are -inf on both sides).
+    same = (ref == got) | (np.isnan(ref) & np.isnan(got))
+    with np.errstate(invalid="ignore"):
+        diff = np.where(same, 0.0, np.abs(ref - got))
     diff = np.where(np.isnan(diff), np.inf, diff)
     max_abs = float(diff.max()) if diff.size else 0.0
     scale = np.maximum(np.abs(ref), 1e-12)
