@@ -36,6 +36,11 @@ def test_pairs_come_from_the_auto_mappings() -> None:
     assert len(enumerate_pairs()) > 500  # every supported task over every model type
     with pytest.raises(VariantError, match="canine"):
         enumerate_pairs(["canine"], ["text-generation"])
+    # In a longer list, a type without a head for the tasks is skipped (with a warning)...
+    assert enumerate_pairs(["bert", "canine"], ["fill-mask"]) == [("bert", "fill-mask")]
+    # ...but a name that is no model type at all is refused.
+    with pytest.raises(VariantError, match=r"Unknown model type.*bertt"):
+        enumerate_pairs(["bert", "bertt"], ["fill-mask"])
 
 
 def test_matrix_records_pass_and_fail_with_reasons(
@@ -125,6 +130,7 @@ SAMPLE: list[tuple[str, str]] = [
     ("sam", "feature-extraction"), ("mgp-str", "feature-extraction"), ("tapas", "fill-mask"),
     ("bros", "token-classification"), ("vitpose", "pose-estimation"),
     ("colpali", "retrieval"), ("vits", "text-to-audio"),
+    ("grounding-dino", "zero-shot-object-detection"),
 ]  # fmt: skip
 
 

@@ -907,6 +907,11 @@ TINY_CONFIG_OVERRIDES: dict[str, dict[str, Any]] = {
     },
     # D-FINE's heads overflow at that scale: half of it.
     **{name: {"num_queries": 10, "initializer_range": 0.1} for name in ("d_fine", "deimv2")},
+    # Grounding DINO picks its 900 queries the same way (its weights scale is init_std).
+    **{
+        name: {"num_queries": 10, "init_std": 0.2}
+        for name in ("grounding-dino", "mm-grounding-dino")
+    },
 }
 
 

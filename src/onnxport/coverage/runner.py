@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import json
+import logging
 import os
 import queue
 import subprocess
@@ -32,6 +33,8 @@ from typing import Any
 
 from onnxport.errors import VariantError
 from onnxport.tasks import TASKS, get_task
+
+logger = logging.getLogger(__name__)
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 
@@ -60,12 +63,23 @@ def enumerate_pairs(
             if wanted is None or model_type in wanted:
                 pairs.append((model_type, task.name))
     if wanted:
-        known = {m for m, _ in pairs}
-        unknown = sorted(wanted - known)
-        if unknown:
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+        misspelt = sorted(wanted - set(CONFIG_MAPPING_NAMES))
+        if misspelt:
             raise VariantError(
-                f"None of the chosen tasks has a head for: {', '.join(unknown)}. "
+                f"Unknown model type(s): {', '.join(misspelt)}. Run `onnxport architectures "
+                "--all` for the model types Transformers defines."
+            )
+        headless = sorted(wanted - {m for m, _ in pairs})
+        if headless and not pairs:
+            raise VariantError(
+                f"None of the chosen tasks has a head for: {', '.join(headless)}. "
                 "Run `onnxport architectures --all` for each model type's tasks."
+            )
+        if headless:  # a long list need not be filtered by hand first
+            logger.warning(
+                "Skipping %s: none of the chosen tasks has a head for them.", ", ".join(headless)
             )
     return sorted(set(pairs))
 
