@@ -472,3 +472,35 @@ def test_vits_text_to_audio_samples_like_pytorch_and_agrees_without_noise(tmp_pa
     # Without scales the config's are used: the graph samples, as PyTorch does.
     lengths = {tuple(ort_model(**inputs).sequence_lengths.tolist()) for _ in range(4)}
     assert len(lengths) > 1
+
+
+def test_grounding_dino_detections_match_pytorch(tmp_path: Path) -> None:
+    # Open-vocabulary detection: boxes for phrases of free text, post-processed by the
+    # processor (which reads the input_ids the model hands back).
+    tokenizer = tiny_tokenizer(["input_ids", "attention_mask"])
+    config = tiny_config("grounding-dino", tokenizer=tokenizer, num_queries=10, init_std=0.2)
+    model = tiny_model(config, "zero-shot-object-detection")
+    images = transformers.GroundingDinoImageProcessorPil(size={"height": 224, "width": 224})
+    processor = transformers.GroundingDinoProcessor(image_processor=images, tokenizer=tokenizer)
+    folder = _export(model, "zero-shot-object-detection", tmp_path / "gd", processor=processor)
+    ort_model = onnxport.ORTModelForZeroShotObjectDetection.from_pretrained(folder)
+    pictures = _images(2, (60, 80))
+    inputs = processor(
+        images=pictures, text=["a cat. a remote.", "a dog."], return_tensors="pt", padding=True
+    )
+    output = ort_model(**inputs)
+    with torch.no_grad():
+        expected = model(**inputs)
+    assert type(output).__name__ == type(expected).__name__
+    torch.testing.assert_close(output.logits, expected.logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(output.pred_boxes, expected.pred_boxes, atol=1e-4, rtol=1e-4)
+    sizes = [picture.size[::-1] for picture in pictures]
+    ours = processor.post_process_grounded_object_detection(
+        output, threshold=0.0, text_threshold=0.0, target_sizes=sizes
+    )
+    reference = processor.post_process_grounded_object_detection(
+        expected, threshold=0.0, text_threshold=0.0, target_sizes=sizes
+    )
+    for got, want in zip(ours, reference, strict=True):
+        torch.testing.assert_close(got["boxes"], want["boxes"], atol=1e-3, rtol=1e-3)
+        assert got["text_labels"] == want["text_labels"]

@@ -295,12 +295,13 @@ class ORTModel:
             or is_tensor(v)
             or (self._input_ranks.get(k) == 0 and _is_number(v))  # a setting: noise_scale=0.5
         }
-        mask = tensors.get("attention_mask")
-        # Exported without a mask (wav2vec2-base style): a mask of ones changes nothing; one
-        # with padding would, and is refused below.
-        no_mask = mask is not None and "attention_mask" not in self.input_names
-        if no_mask and bool((_as_numpy(mask) == 1).all()):
-            del tensors["attention_mask"]
+        # Exported without a mask (wav2vec2-base style; an image model traced on images of one
+        # size): a mask of ones changes nothing; one with padding would, and is refused below.
+        for name in ("attention_mask", "pixel_mask"):
+            mask = tensors.get(name)
+            no_mask = mask is not None and name not in self.input_names
+            if no_mask and bool((_as_numpy(mask) == 1).all()):
+                del tensors[name]
         unknown = sorted(set(tensors) - set(self.input_names))
         if unknown:
             raise ORTModelError(

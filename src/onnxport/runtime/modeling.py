@@ -79,10 +79,25 @@ class _ArchitectureOutput(ORTModel):
     CLIP's logits_per_image); post-processing code reads their fields by name.
     """
 
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the graph, then put back the inputs the architecture hands back.
+
+        Grounding DINO returns its input_ids (its post-processing reads them); an input is
+        no graph output, so the ORT model sets it on the output itself.
+        """
+        result = super().forward(*args, **kwargs)
+        if torch_loaded() and isinstance(result, dict):
+            for name in set(kwargs) & set(self.input_names) - set(self.output_names):
+                if name in getattr(type(result), "__dataclass_fields__", {}):
+                    result[name] = kwargs[name]
+        return result
+
     def _wrap(self, outputs: dict[str, Any]) -> Any:
         if torch_loaded():
             default = output_class(self.output_class_name) if self.output_class_name else None
-            found = architecture_output_class(self.task, self.config.model_type, default)
+            found = architecture_output_class(
+                self.task, self.config.model_type, default, tuple(sorted(outputs))
+            )
             if found is not None:
                 return found(**outputs)
         # The architecture's class lives in its PyTorch modeling module: without torch the
@@ -93,8 +108,16 @@ class _ArchitectureOutput(ORTModel):
 
 
 @functools.cache  # read once per class: type hints are resolved on every call otherwise
-def architecture_output_class(task: str, model_type: str, default: type | None) -> type | None:
-    """The ModelOutput class `forward` of `model_type`'s class for `task` is annotated to return."""
+def architecture_output_class(
+    task: str, model_type: str, default: type | None, fields: tuple[str, ...] = ()
+) -> type | None:
+    """The ModelOutput class `forward` of `model_type`'s class for `task` returns.
+
+    Its return annotation says; where forward has none (Grounding DINO), the output class of
+    its modeling module that holds every graph output (`fields`), the closest fit.
+    """
+    import sys
+
     import transformers
     from transformers.utils import ModelOutput
 
@@ -111,6 +134,15 @@ def architecture_output_class(task: str, model_type: str, default: type | None) 
     for candidate in (annotation, *typing.get_args(annotation)):
         if isinstance(candidate, type) and issubclass(candidate, ModelOutput):
             return candidate
+    if annotation is None and fields:
+        module = vars(sys.modules[model_class.__module__]).values()
+        fitting = [
+            c for c in module
+            if isinstance(c, type) and issubclass(c, ModelOutput) and c is not ModelOutput
+            and set(fields) <= set(getattr(c, "__dataclass_fields__", {}))
+        ]  # fmt: skip
+        if fitting:
+            return min(fitting, key=lambda c: len(getattr(c, "__dataclass_fields__", {})))
     return default
 
 
