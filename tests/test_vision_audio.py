@@ -469,6 +469,12 @@ def test_vits_text_to_audio_samples_like_pytorch_and_agrees_without_noise(tmp_pa
     )
     assert ours["sampling_rate"] == reference["sampling_rate"]
     np.testing.assert_allclose(ours["audio"], reference["audio"], atol=1e-4)
+    # The torch-free pipeline (what a slim container runs) gives the same speech.
+    speak = onnxport.pipeline("text-to-audio", model=folder, backend="numpy")
+    slim = speak(["hello world", "a cat"], forward_params=silent)
+    assert slim[0]["sampling_rate"] == reference["sampling_rate"]
+    np.testing.assert_allclose(slim[0]["audio"], reference["audio"], atol=1e-4)
+    assert slim[1]["audio"].ndim == 1
     # Without scales the config's are used: the graph samples, as PyTorch does.
     lengths = {tuple(ort_model(**inputs).sequence_lengths.tolist()) for _ in range(4)}
     assert len(lengths) > 1

@@ -32,6 +32,7 @@ _CLASSES: dict[str, tuple[str, str]] = {
     "image-classification": ("vision", "NumpyImageClassificationPipeline"),
     "question-answering": ("qa", "NumpyQuestionAnsweringPipeline"),
     "text-classification": ("text", "NumpyTextClassificationPipeline"),
+    "text-to-audio": ("audio", "NumpyTextToAudioPipeline"),
     "token-classification": ("tokens", "NumpyTokenClassificationPipeline"),
     "zero-shot-classification": ("text", "NumpyZeroShotClassificationPipeline"),
 }
