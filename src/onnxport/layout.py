@@ -181,13 +181,14 @@ def encoder_file_for(decoder_file: str) -> str:
 
 
 def paired_file(decoder_file: str, graph: str) -> str:
-    """The graph `graph` of the same variant and folder as a decoder file.
+    """The graph `graph` of the same variant and folder as a main file (decoder or model).
 
     `onnx/decoder_model_merged_int8.onnx` + `vision_encoder.onnx` ->
-    `onnx/vision_encoder_int8.onnx`; a name that is no decoder's is returned as it is.
+    `onnx/vision_encoder_int8.onnx` (a retriever's `model_int8.onnx` likewise); any other
+    name is returned as it is.
     """
     folder, _, name = decoder_file.rpartition("/")
-    for stem in ("decoder_model_merged", "decoder_model"):
+    for stem in ("decoder_model_merged", "decoder_model", ONNX_FILE.removesuffix(".onnx")):
         if name.startswith(stem):
             name = graph.removesuffix(".onnx") + name.removeprefix(stem)
             break

@@ -25,7 +25,13 @@ import numpy as np
 import onnxruntime as ort
 
 from onnxport.errors import ORTModelError, first_line
-from onnxport.layout import DECODER_FILE, MERGED_DECODER_FILE, ONNX_FILE, graph_folder
+from onnxport.layout import (
+    DECODER_FILE,
+    MERGED_DECODER_FILE,
+    ONNX_FILE,
+    graph_folder,
+    paired_file,
+)
 from onnxport.runtime.outputs import output_class, torch_loaded
 from onnxport.runtime.registry import CLASS_NAMES
 from onnxport.sessions import create_session
@@ -278,6 +284,14 @@ class ORTModel:
             elif item.is_dir() and not item.name.startswith("."):  # a transformers.js onnx/
                 shutil.copytree(item, target / item.name, dirs_exist_ok=True)
         return target
+
+    def _graph_beside(self, graph: str) -> Path:
+        """The graph `graph` paired with this model's file (a variant's own when it has one)."""
+        plain = (Path(self.file_name).parent / graph).as_posix()
+        for candidate in (paired_file(self.file_name, graph), plain):
+            if (Path(self.model_dir) / candidate).is_file():
+                return Path(self.model_dir) / candidate
+        raise ORTModelError(f"No {graph} beside {self.file_name} in '{self.model_dir}'.")
 
     # --- running ----------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

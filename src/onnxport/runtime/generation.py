@@ -38,7 +38,6 @@ from onnxport.layout import (
     VISION_FILE,
     encoder_file_for,
     image_token_id,
-    paired_file,
 )
 from onnxport.runtime.base import ORTModel, _as_numpy
 from onnxport.sessions import create_session
@@ -335,7 +334,10 @@ class ORTModelForImageTextToText(ORTModelForCausalLM):
         options = session_options if session_options is not None else self.default_session_options()
         providers = session.get_providers()
         # The graphs paired with this decoder (a variant's own: vision_encoder_int8.onnx).
-        self.vision_file, self.embed_file = self._beside(VISION_FILE), self._beside(EMBED_FILE)
+        self.vision_file, self.embed_file = (
+            self._graph_beside(VISION_FILE),
+            self._graph_beside(EMBED_FILE),
+        )
         self.vision = create_session(self.vision_file, options, providers)
         self.embed = create_session(self.embed_file, options, providers)
         token = image_token_id(config)
@@ -348,14 +350,6 @@ class ORTModelForImageTextToText(ORTModelForCausalLM):
         positions = next((i for i in session.get_inputs() if i.name == "position_ids"), None)
         # 3-D rotary positions (Qwen2-VL's M-RoPE) come from the model's own get_rope_index.
         self._rope = _positions_model(config) if positions and len(positions.shape) == 3 else None
-
-    def _beside(self, graph: str) -> Path:
-        """The graph `graph` paired with this decoder (a variant's own when it has one)."""
-        plain = (Path(self.file_name).parent / graph).as_posix()
-        for candidate in (paired_file(self.file_name, graph), plain):
-            if (Path(self.model_dir) / candidate).is_file():
-                return Path(self.model_dir) / candidate
-        raise ORTModelError(f"No {graph} beside {self.file_name} in '{self.model_dir}'.")
 
     def image_features(
         self, pixel_values: Any, pixel_attention_mask: Any = None, image_grid_thw: Any = None

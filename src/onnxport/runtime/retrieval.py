@@ -53,24 +53,14 @@ class ORTModelForRetrieval(_ArchitectureOutput):
         )
         options = session_options if session_options is not None else self.default_session_options()
         providers = session.get_providers()
-        self.vision = create_session(self._beside(VISION_FILE), options, providers)
-        self.embed = create_session(self._beside(EMBED_FILE), options, providers)
+        self.vision = create_session(self._graph_beside(VISION_FILE), options, providers)
+        self.embed = create_session(self._graph_beside(EMBED_FILE), options, providers)
         inner = getattr(config, "vlm_config", None)
         token = image_token_id(config) if inner is None else image_token_id(inner)
         if token is None:
             raise ORTModelError("The folder's config.json names no image token: not a retriever.")
         self.image_token_id = token
         self._pixel_type = np.float16 if "16" in self.vision.get_inputs()[0].type else np.float32
-
-    def _beside(self, graph: str) -> Path:
-        """`graph` of the same variant as the main file (`model_int8.onnx` -> `..._int8`)."""
-        main = Path(self.file_name)
-        tail = main.name.removeprefix(ONNX_FILE.removesuffix(".onnx"))
-        own = main.parent / (graph.removesuffix(".onnx") + tail)
-        for candidate in (own, main.parent / graph):
-            if (self.model_dir / candidate).is_file():
-                return self.model_dir / candidate
-        raise ORTModelError(f"No {graph} beside {self.file_name} in '{self.model_dir}'.")
 
     def forward(
         self,
