@@ -162,6 +162,16 @@ TASKS: tuple[Task, ...] = (
         "a waveform from text, sampled as the model samples it (VITS / MMS-TTS)",
     ),
     Task(
+        "text-to-spectrogram",
+        "AutoModelForTextToSpectrogram",
+        "MODEL_FOR_TEXT_TO_SPECTROGRAM_MAPPING_NAMES",
+        ("text-to-speech-with-past",),
+        "speech frame by frame with a cache, then postnet and vocoder (SpeechT5); generate()",
+        with_past=True,
+        encoder_decoder=True,
+        model_types=frozenset({"speecht5"}),
+    ),
+    Task(
         "retrieval",
         "AutoModelForPreTraining",
         "MODEL_FOR_RETRIEVAL_MAPPING_NAMES",
@@ -327,6 +337,8 @@ def tasks_for_model_type(model_type: str) -> list[str]:
 def resolve_task(task: Task, model_type: str) -> Task:
     """The task as this architecture exports it: speech recognition is CTC for wav2vec2 & co.
 
+    Likewise text-to-audio is text-to-spectrogram for SpeechT5 (a decoder loop and a vocoder).
+
     `automatic-speech-recognition` names both the encoder-decoder (Whisper) and the CTC
     (wav2vec2) forms, as transformers' pipeline does; the head the model type has decides.
     """
@@ -334,6 +346,10 @@ def resolve_task(task: Task, model_type: str) -> Task:
         ctc = get_task("ctc")
         if ctc.has_head(model_type):
             return ctc
+    if task.name == "text-to-audio" and not task.has_head(model_type):
+        spectrogram = get_task("text-to-spectrogram")
+        if spectrogram.has_head(model_type):
+            return spectrogram
     return task
 
 

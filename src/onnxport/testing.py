@@ -930,3 +930,29 @@ def tiny_model_for(model_type: str, task: str, *, seed: int = 0) -> Any:
         return tiny_model(tiny_vision_encoder_decoder_config(), task, seed=seed)
     overrides = TINY_CONFIG_OVERRIDES.get(model_type, {})
     return tiny_model(tiny_config(model_type, **overrides), task, seed=seed)
+
+
+def tiny_speech_synthesizer(*, seed: int = 0) -> tuple[Any, Any, Any]:
+    """A tiny SpeechT5 text-to-speech model, a HiFi-GAN vocoder for it, and its tokenizer.
+
+    The prenet's dropout is 0 (SpeechT5 applies it at inference too, so outputs would be
+    random), and the stop head is sharpened so that texts of one batch stop at different
+    steps (at random weights every text stops at once, or none does).
+    """
+    from transformers import SpeechT5ForTextToSpeech, SpeechT5HifiGan, SpeechT5HifiGanConfig
+
+    tokenizer = tiny_tokenizer(["input_ids", "attention_mask"])
+    config = tiny_config("speecht5", tokenizer=tokenizer, speech_decoder_prenet_dropout=0.0)
+    config.architectures = ["SpeechT5ForTextToSpeech"]
+    torch.manual_seed(seed)
+    model = SpeechT5ForTextToSpeech(config).eval()
+    with torch.no_grad():
+        model.speech_decoder_postnet.prob_out.bias.fill_(-2.0)
+        model.speech_decoder_postnet.prob_out.weight.mul_(10)
+    vocoder_config = SpeechT5HifiGanConfig(
+        model_in_dim=config.num_mel_bins, upsample_initial_channel=32, upsample_rates=[4, 4],
+        upsample_kernel_sizes=[8, 8], resblock_kernel_sizes=[3],
+        resblock_dilation_sizes=[[1, 3]],
+    )  # fmt: skip
+    vocoder = SpeechT5HifiGan(vocoder_config).eval()
+    return model, vocoder, tokenizer

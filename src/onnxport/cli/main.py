@@ -155,6 +155,12 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
         "architecture it cannot run (default: written when it can; --no-genai: never)",
     )
     parser.add_argument(
+        "--vocoder",
+        help="text-to-speech with SpeechT5: the vocoder to export beside it as vocoder.onnx "
+        "(a Hub id or folder, e.g. microsoft/speecht5_hifigan); without one the export makes "
+        "spectrograms",
+    )
+    parser.add_argument(
         "--optimize",
         choices=("O1", "O2", "O3", "O4"),
         help="also write model_<level>.onnx (see `onnxport optimize`)",
@@ -424,6 +430,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         layout=args.layout,
         library=args.library,
         genai=args.genai,
+        vocoder=args.vocoder,
     )
     _print_result(result)
     logger.info(

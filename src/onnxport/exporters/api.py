@@ -58,6 +58,13 @@ from onnxport.exporters.postprocess import (
     staged_output,
 )
 from onnxport.exporters.spec import ExportSpec, default_input_names, derive_spec, example_inputs
+from onnxport.exporters.speech_synthesis import (
+    check_layout_for_speech,
+    is_synthesizer,
+    load_vocoder,
+    synthesizer_opset,
+)
+from onnxport.exporters.speech_synthesis import graph_parts as speech_synthesis_parts
 from onnxport.exporters.validate import ValidationReport, validate
 from onnxport.exporters.vision_language import VisionPart
 from onnxport.exporters.vision_language import graph_parts as vision_language_parts
@@ -68,6 +75,7 @@ from onnxport.layout import (
     META_CACHE,
     META_LIBRARY,
     NO_CACHE,
+    VOCODER_CONFIG,
     cross_encoder_activation,
 )
 from onnxport.tasks import (
@@ -168,6 +176,7 @@ def export(
     layout: str = "onnxport",
     library: str | None = None,
     genai: bool | None = None,
+    vocoder: str | os.PathLike[str] | torch.nn.Module | None = None,
 ) -> ExportResult:
     """Export a Transformers model to `output_dir/model.onnx` and prove it matches PyTorch.
 
@@ -192,6 +201,10 @@ def export(
     A text-generation export of an architecture onnxruntime-genai runs gets a
     `genai_config.json` beside its graph; `genai=True` refuses the others in one line,
     `genai=False` writes none.
+
+    A spectrogram synthesizer (SpeechT5, task text-to-spectrogram, which text-to-audio names
+    for it) speaks through `vocoder` (a Hub id, folder or loaded `SpeechT5HifiGan`), exported
+    beside it as `vocoder.onnx`; without one the folder makes spectrograms.
 
     Example:
         >>> result = export("bert-folder/", "out/", task="question-answering")  # doctest: +SKIP
@@ -218,7 +231,9 @@ def export(
     task_obj, torch_model, source = loaded.task, loaded.model, loaded.source
     source_name, tokenizer = loaded.source_name, loaded.tokenizer
     traced = trace_shape(batch_size, sequence_length, with_past=task_obj.with_past)
-    if opset is None:
+    if is_synthesizer(task_obj):
+        opset = synthesizer_opset(opset)
+    elif opset is None:
         opset = default_opset(task_obj.with_past)
     torch_model = torch_model.to(device)
     config = torch_model.config
@@ -229,7 +244,18 @@ def export(
     prepared = adapter.prepare_model(torch_model, task_obj.name)
     graphs = []
     recomputed = False  # a text-generation graph without a cache
-    for file_name, module, part_task, default in _graphs(prepared, task_obj, config, tokenizer):
+    loaded_vocoder = None
+    if is_synthesizer(task_obj):
+        check_layout_for_speech(layout)
+        loaded_vocoder = load_vocoder(vocoder, revision=revision, device=device)
+    elif vocoder is not None:
+        raise ExportOptionError(
+            f"--vocoder is for text-to-speech with a spectrogram model (SpeechT5); "
+            f"'{config.model_type}' exports {task_obj.name}.",
+            option="--vocoder",
+        )
+    parts = _graphs(prepared, task_obj, config, tokenizer, vocoder=loaded_vocoder)
+    for file_name, module, part_task, default in parts:
         names = adapter.input_names(config, task_obj.name, default)
         try:
             spec = derive_spec(module, part_task, names, adapter=adapter, traced=traced)
@@ -317,6 +343,8 @@ def export(
             source=source,
             generation_config=torch_model.generation_config if task_obj.with_past else None,
         )
+        if loaded_vocoder is not None:
+            loaded_vocoder.config.to_json_file(staging / VOCODER_CONFIG)
         if loaded.library == LIBRARY_SENTENCE_TRANSFORMERS and source is not None:
             st.copy_side_files(source, staging)
         elif loaded.library == LIBRARY_SENTENCE_TRANSFORMERS:
@@ -654,9 +682,14 @@ def _exportable_experts(model: Any) -> None:
 
 
 def _graphs(
-    model: Any, task: Task, config: Any, tokenizer: Any
+    model: Any, task: Task, config: Any, tokenizer: Any, *, vocoder: Any = None
 ) -> list[tuple[str, torch.nn.Module, Task, list[str]]]:
     """The graphs to write: (file name, module, task, default input names) for each."""
+    if is_synthesizer(task):
+        return [
+            (name, module, task if cached else replace(task, with_past=False), names)
+            for name, module, names, cached in speech_synthesis_parts(model, vocoder)
+        ]
     if task.vision_language:
         return [
             (file_name, module, task if cached else replace(task, with_past=False), names)

@@ -284,6 +284,10 @@ def _make_one(
     generator: torch.Generator,
     left_padding: bool,
 ) -> torch.Tensor:
+    if not dims and name != "input_ids":
+        # A setting the graph takes (a sampling scale, a dropout probability): 0, where
+        # sampling is deterministic and PyTorch and ONNX Runtime must agree.
+        return torch.tensor(0.0)
     if name in ("input_ids", "decoder_input_ids"):
         vocab = text_vocab_size(config)
         if vocab < 2:
@@ -294,7 +298,8 @@ def _make_one(
         return _make_one("attention_mask", dims, config, shape, generator, False)
     if name in (
         "encoder_hidden_states", "input_features", "input_values", "pixel_values", "inputs_embeds",
-        "past_values", "inputs", "hidden_states",
+        "past_values", "inputs", "hidden_states", "output_sequence", "speaker_embeddings",
+        "spectrum", "spectrogram",
     ):  # fmt: skip
         return torch.randn(dims, generator=generator)
     if name == "flattened_patches":  # Pix2Struct: row and column (from 1), then pixels

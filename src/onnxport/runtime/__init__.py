@@ -46,6 +46,7 @@ if TYPE_CHECKING:
         ORTModelForZeroShotObjectDetection,
     )
     from onnxport.runtime.retrieval import ORTModelForRetrieval
+    from onnxport.runtime.speech_synthesis import ORTModelForTextToSpectrogram
 
 __all__ = [
     "CLASS_NAMES",

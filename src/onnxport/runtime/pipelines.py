@@ -47,6 +47,7 @@ PIPELINE_TASKS = (
     "text-generation",
     "text2text-generation",
     "text-to-audio",
+    "text-to-spectrogram",
     "token-classification",
     "zero-shot-classification",
     "zero-shot-image-classification",
@@ -59,6 +60,7 @@ BACKENDS = ("transformers", "numpy")
 _PIPELINE_NAMES = {
     "semantic-segmentation": "image-segmentation",
     "ctc": "automatic-speech-recognition",
+    "text-to-spectrogram": "text-to-audio",
 }
 # What each task's pipeline needs besides the model; text tasks need the tokenizer only.
 _IMAGE_TASKS = frozenset(
@@ -141,11 +143,29 @@ def pipeline(
     if model is None:
         raise ORTModelError("pipeline() needs model=: an exported folder or a checkpoint.")
     numpy_name = task.strip().lower() if runs_on else task_obj.name
+    if _PIPELINE_NAMES.get(numpy_name) in NUMPY_PIPELINE_TASKS:  # SpeechT5 speaks as VITS does
+        numpy_name = _PIPELINE_NAMES[numpy_name]
     use_numpy = _numpy_backend(backend, numpy_name)
     ort_model, task_obj = _load_model(task_obj, model, export, provider)
+    if task_obj.name == "text-to-spectrogram":
+        _check_speaks(ort_model)
     if use_numpy:
         return _numpy_pipeline(numpy_name, ort_model, tokenizer, kwargs)
     return _transformers_pipeline(task, task_obj, ort_model, tokenizer, kwargs)
+
+
+def _check_speaks(ort_model: Any) -> None:
+    """A spectrogram synthesizer needs its vocoder to speak.
+
+    transformers' pipeline would download its default vocoder for a PyTorch SpeechT5; an
+    export carries its own (`--vocoder`), or it is refused in one line.
+    """
+    if getattr(ort_model, "vocoder", None) is None:
+        raise ORTModelError(
+            f"'{ort_model.model_dir}' was exported without a vocoder, so it makes spectrograms, "
+            "not speech: export it again with --vocoder (for SpeechT5: "
+            "microsoft/speecht5_hifigan), or call the ORT model's generate()."
+        )
 
 
 def _numpy_backend(backend: str | None, name: str) -> bool:
@@ -234,6 +254,8 @@ def _transformers_pipeline(
 
         name = task if translation_pair or task in _TEXT2TEXT_NAMES else name
         return pipeline_class(name)(model=ort_model, tokenizer=tokenizer_obj, task=name, **kwargs)
+    if name == "text-to-spectrogram" and kwargs.get("sampling_rate") is None:
+        kwargs["sampling_rate"] = ort_model.sampling_rate  # the vocoder's
     pipeline_task = task if task in transformers.pipelines.SUPPORTED_TASKS else name
     built = _build(
         _PIPELINE_NAMES.get(pipeline_task, pipeline_task), ort_model, tokenizer_obj, kwargs

@@ -34,6 +34,7 @@ CLASS_NAMES: dict[str, tuple[str, str]] = {
     "depth-estimation": (_MODELING, "ORTModelForDepthEstimation"),
     "keypoint-detection": (_MODELING, "ORTModelForKeypointDetection"),
     "text-to-audio": (_MODELING, "ORTModelForTextToWaveform"),
+    "text-to-spectrogram": ("onnxport.runtime.speech_synthesis", "ORTModelForTextToSpectrogram"),
     "retrieval": ("onnxport.runtime.retrieval", "ORTModelForRetrieval"),
     "pose-estimation": (_MODELING, "ORTModelForPoseEstimation"),
     "masked-im": (_MODELING, "ORTModelForMaskedImageModeling"),
