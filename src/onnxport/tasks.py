@@ -160,6 +160,17 @@ TASKS: tuple[Task, ...] = (
         "MODEL_FOR_TEXT_TO_WAVEFORM_MAPPING_NAMES",
         ("text-to-speech", "tts"),
         "a waveform from text, sampled as the model samples it (VITS / MMS-TTS)",
+        excluded_types=frozenset({"musicgen"}),
+    ),
+    Task(
+        "text-to-audio-with-past",
+        "AutoModelForTextToWaveform",
+        "MODEL_FOR_TEXT_TO_WAVEFORM_MAPPING_NAMES",
+        ("text-to-music",),
+        "audio codes token by token with a cache, then the codec (MusicGen); generate()",
+        with_past=True,
+        encoder_decoder=True,
+        model_types=frozenset({"musicgen"}),
     ),
     Task(
         "text-to-spectrogram",
@@ -337,7 +348,8 @@ def tasks_for_model_type(model_type: str) -> list[str]:
 def resolve_task(task: Task, model_type: str) -> Task:
     """The task as this architecture exports it: speech recognition is CTC for wav2vec2 & co.
 
-    Likewise text-to-audio is text-to-spectrogram for SpeechT5 (a decoder loop and a vocoder).
+    Likewise text-to-audio is text-to-spectrogram for SpeechT5 (a decoder loop and a vocoder)
+    and text-to-audio-with-past for MusicGen (codebook tokens, then an audio codec).
 
     `automatic-speech-recognition` names both the encoder-decoder (Whisper) and the CTC
     (wav2vec2) forms, as transformers' pipeline does; the head the model type has decides.
@@ -347,9 +359,9 @@ def resolve_task(task: Task, model_type: str) -> Task:
         if ctc.has_head(model_type):
             return ctc
     if task.name == "text-to-audio" and not task.has_head(model_type):
-        spectrogram = get_task("text-to-spectrogram")
-        if spectrogram.has_head(model_type):
-            return spectrogram
+        for name in ("text-to-spectrogram", "text-to-audio-with-past"):
+            if get_task(name).has_head(model_type):
+                return get_task(name)
     return task
 
 

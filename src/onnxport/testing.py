@@ -956,3 +956,52 @@ def tiny_speech_synthesizer(*, seed: int = 0) -> tuple[Any, Any, Any]:
     )  # fmt: skip
     vocoder = SpeechT5HifiGan(vocoder_config).eval()
     return model, vocoder, tokenizer
+
+
+def tiny_music_generator(*, seed: int = 0) -> tuple[Any, Any]:
+    """A tiny MusicGen (T5 text encoder, 4-codebook decoder, EnCodec) and its tokenizer.
+
+    EnCodec's codebooks start as zeros (trained ones are loaded), so they are drawn at random
+    for audio that depends on the codes; the text's projection and cross-attention are
+    scaled up so that the text (and so guidance) changes the tokens of a random model.
+    """
+    from transformers import (
+        EncodecConfig,
+        MusicgenConfig,
+        MusicgenDecoderConfig,
+        MusicgenForConditionalGeneration,
+        T5Config,
+    )
+
+    tokenizer = tiny_tokenizer(["input_ids", "attention_mask"])
+    codebooks, vocab = 4, 64
+    text = T5Config(
+        vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
+        dropout_rate=0.0, pad_token_id=0,
+    )  # fmt: skip
+    # 4 codebooks: frame rate 64 / (2 * 2) = 16 Hz, 6 bits each at 0.4 kbps. Non-causal with
+    # reflect padding and 2 LSTM layers, as MusicGen's encodec_32khz.
+    codec = EncodecConfig(
+        sampling_rate=64, upsampling_ratios=[2, 2], target_bandwidths=[0.4], hidden_size=16,
+        num_filters=4, num_residual_layers=1, num_lstm_layers=2, codebook_size=vocab,
+        audio_channels=1, chunk_length_s=None, overlap=None, use_causal_conv=False,
+        pad_mode="reflect", use_conv_shortcut=False,
+    )  # fmt: skip
+    decoder = MusicgenDecoderConfig(
+        vocab_size=vocab, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+        ffn_dim=32, num_codebooks=codebooks, max_position_embeddings=64, dropout=0.0,
+        pad_token_id=vocab, bos_token_id=vocab,
+    )  # fmt: skip
+    config = MusicgenConfig(text_encoder=text, audio_encoder=codec, decoder=decoder)
+    config.architectures = ["MusicgenForConditionalGeneration"]
+    torch.manual_seed(seed)
+    model = MusicgenForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        for layer in model.audio_encoder.quantizer.layers:
+            layer.codebook.embed.normal_()
+        model.enc_to_dec_proj.weight.mul_(30.0)
+        for block in model.decoder.model.decoder.layers:
+            block.encoder_attn.out_proj.weight.mul_(10.0)
+    generation = model.generation_config
+    generation.decoder_start_token_id = generation.pad_token_id = generation.bos_token_id = vocab
+    return model, tokenizer

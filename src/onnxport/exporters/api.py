@@ -47,6 +47,8 @@ from onnxport.exporters.genai import add_genai_config
 from onnxport.exporters.genai import check_support as check_genai_support
 from onnxport.exporters.image_loop import loop_over_images
 from onnxport.exporters.layouts import apply_layout, check_layout
+from onnxport.exporters.music_generation import graph_parts as music_generation_parts
+from onnxport.exporters.music_generation import is_music_generation
 from onnxport.exporters.packed_vision import PackedTower, takes_grid
 from onnxport.exporters.postprocess import (
     EXTERNAL_DATA_FILE,
@@ -245,8 +247,9 @@ def export(
     graphs = []
     recomputed = False  # a text-generation graph without a cache
     loaded_vocoder = None
-    if is_synthesizer(task_obj):
+    if is_synthesizer(task_obj) or is_music_generation(task_obj):
         check_layout_for_speech(layout)
+    if is_synthesizer(task_obj):
         loaded_vocoder = load_vocoder(vocoder, revision=revision, device=device)
     elif vocoder is not None:
         raise ExportOptionError(
@@ -685,6 +688,11 @@ def _graphs(
     model: Any, task: Task, config: Any, tokenizer: Any, *, vocoder: Any = None
 ) -> list[tuple[str, torch.nn.Module, Task, list[str]]]:
     """The graphs to write: (file name, module, task, default input names) for each."""
+    if is_music_generation(task):
+        return [
+            (name, module, task if cached else replace(task, with_past=False), names)
+            for name, module, names, cached in music_generation_parts(model)
+        ]
     if is_synthesizer(task):
         return [
             (name, module, task if cached else replace(task, with_past=False), names)

@@ -74,6 +74,12 @@ def attach_cross_attention(
         if len(dims) > 2:  # 0 on the first step's input and every later step's output
             dims[2].ClearField("dim_value")
             dims[2].dim_param = CROSS_AXIS
+    # Weights only the dropped cross-attention nodes read (ONNX Runtime warns on each load).
+    read = set().union(*(read_names(node) for node in graph.node)) | results
+    kept = [tensor for tensor in graph.initializer if tensor.name in read]
+    if len(kept) < len(graph.initializer):
+        del graph.initializer[:]
+        graph.initializer.extend(kept)
     _save(decoder, decoder_path)
 
 

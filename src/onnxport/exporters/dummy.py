@@ -307,6 +307,9 @@ def _make_one(
         index = torch.arange(dims[1])
         patches[..., 0], patches[..., 1] = index // 4 + 1, index % 4 + 1
         return patches
+    if name == "audio_codes":  # an audio codec's codebook entries (MusicGen's EnCodec)
+        size = int(getattr(getattr(config, "audio_encoder", config), "codebook_size", 2))
+        return torch.randint(0, size, dims, generator=generator, dtype=torch.long)
     if name == "noise":  # what forward would draw: uniform in [0, 1)
         return torch.rand(dims, generator=generator)
     if name == "bbox":  # (x0, y0, x1, y1) per token on LayoutLM's 0-1000 page grid

@@ -255,11 +255,11 @@ def synthesizer_opset(opset: int | None) -> int:
 
 
 def check_layout_for_speech(layout: str) -> None:
-    """transformers.js loads SpeechT5 in its own split (no postnet graph): refused for now."""
+    """transformers.js loads SpeechT5 and MusicGen in its own splits: refused for now."""
     if layout != ONNXPORT:
         raise ExportOptionError(
-            f"--layout {layout} does not hold a spectrogram synthesizer yet; export SpeechT5 "
-            "with the default layout.",
+            f"--layout {layout} does not hold a speech or music generator yet (SpeechT5, "
+            "MusicGen); export it with the default layout.",
             option="--layout",
         )
 

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
         ORTModelForZeroShotImageClassification,
         ORTModelForZeroShotObjectDetection,
     )
+    from onnxport.runtime.music_generation import ORTModelForTextToAudioGeneration
     from onnxport.runtime.retrieval import ORTModelForRetrieval
     from onnxport.runtime.speech_synthesis import ORTModelForTextToSpectrogram
 

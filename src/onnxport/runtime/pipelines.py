@@ -47,6 +47,7 @@ PIPELINE_TASKS = (
     "text-generation",
     "text2text-generation",
     "text-to-audio",
+    "text-to-audio-with-past",
     "text-to-spectrogram",
     "token-classification",
     "zero-shot-classification",
@@ -61,6 +62,7 @@ _PIPELINE_NAMES = {
     "semantic-segmentation": "image-segmentation",
     "ctc": "automatic-speech-recognition",
     "text-to-spectrogram": "text-to-audio",
+    "text-to-audio-with-past": "text-to-audio",
 }
 # What each task's pipeline needs besides the model; text tasks need the tokenizer only.
 _IMAGE_TASKS = frozenset(

@@ -35,6 +35,10 @@ CLASS_NAMES: dict[str, tuple[str, str]] = {
     "keypoint-detection": (_MODELING, "ORTModelForKeypointDetection"),
     "text-to-audio": (_MODELING, "ORTModelForTextToWaveform"),
     "text-to-spectrogram": ("onnxport.runtime.speech_synthesis", "ORTModelForTextToSpectrogram"),
+    "text-to-audio-with-past": (
+        "onnxport.runtime.music_generation",
+        "ORTModelForTextToAudioGeneration",
+    ),
     "retrieval": ("onnxport.runtime.retrieval", "ORTModelForRetrieval"),
     "pose-estimation": (_MODELING, "ORTModelForPoseEstimation"),
     "masked-im": (_MODELING, "ORTModelForMaskedImageModeling"),
