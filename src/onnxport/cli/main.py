@@ -571,7 +571,12 @@ def _cmd_coverage(args: argparse.Namespace) -> int:
     )  # fmt: skip
     if previous:
         rerun = {(r.model_type, r.task) for r in results}
-        kept = [r for r in previous if (r.model_type, r.task) not in rerun]
+        # A pair no task lists any more (its head moved to another task) is dropped.
+        listed = set(coverage.enumerate_pairs(None, None))
+        kept = [
+            r for r in previous if (r.model_type, r.task) not in rerun
+            and (r.model_type, r.task) in listed
+        ]  # fmt: skip
         results = sorted(kept + results, key=lambda r: (r.model_type, r.task))
     totals = coverage.summary(results)
     print(
