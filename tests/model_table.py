@@ -164,6 +164,7 @@ SPEECH_CASES: dict[str, ModelCase] = {
         # Audio of any length with a padding mask: filter banks, and raw audio (slow).
         ModelCase("speech_to_text", {"init_std": 0.05}),
         ModelCase("speecht5", {"initializer_range": 0.05}),
+        ModelCase("moonshine", {}),
     )
 }
 ALL_CASES = {

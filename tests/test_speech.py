@@ -111,8 +111,8 @@ def test_word_timestamps_are_refused(whisper) -> None:
 
 
 # Speech encoder-decoders of any input length, with a padding mask: Speech2Text takes
-# filter banks; SpeechT5 raw audio (slow: `make test-slow`).
-MASKED_SPEECH = ["speech_to_text", pytest.param("speecht5", marks=pytest.mark.slow)]
+# filter banks; Moonshine and SpeechT5 raw audio (SpeechT5 slow: `make test-slow`).
+MASKED_SPEECH = ["speech_to_text", "moonshine", pytest.param("speecht5", marks=pytest.mark.slow)]
 
 
 @pytest.fixture(scope="module", params=MASKED_SPEECH)

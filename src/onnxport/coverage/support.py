@@ -32,7 +32,7 @@ TESTED_DECODERS: tuple[str, ...] = ("gemma4_text", "gpt2", "llama", "mistral", "
 # others, mT5, Marian, mBART, Pegasus, M2M100 and ten more, under `make test-slow`).
 TESTED_SEQ2SEQ: tuple[str, ...] = ("bart", "t5")
 # Speech encoder-decoder models: audio in, tokens out, generate() parity (Whisper's for it).
-TESTED_SPEECH: tuple[str, ...] = ("speech_to_text", "speecht5", "whisper")
+TESTED_SPEECH: tuple[str, ...] = ("moonshine", "speech_to_text", "speecht5", "whisper")
 # Image encoder-decoder models (TrOCR-style captioners): pixels in, tokens out.
 TESTED_VISION2SEQ: tuple[str, ...] = ("vision-encoder-decoder",)
 
