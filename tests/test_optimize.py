@@ -15,6 +15,7 @@ from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM,
 import onnxport
 from onnxport.cli.main import main
 from onnxport.errors import OptimizationError, QuantizationError, VariantError
+from onnxport.variants.guard import builtin_texts
 from onnxport.variants.optimize import optimize
 from onnxport.variants.quantize import quantize
 
@@ -395,3 +396,45 @@ def test_a_graph_onnx_runtime_refuses_is_the_stage_error(bert_dir: Path) -> None
         benchmark(bert_dir, variants=["model.onnx", "model_bad.onnx"], shapes=[(1, 4)])
     with pytest.raises(VariantError, match=loads):
         compare(bert_dir, "model.onnx", "model_bad.onnx")
+
+
+def test_guard_texts_span_lengths_and_languages_with_a_quarter_held_out() -> None:
+    texts = builtin_texts()
+    assert len(texts.search) >= 200
+    assert len(texts.held_out) >= 60
+    assert not set(texts.search) & set(texts.held_out)
+    for part in (texts.search, texts.held_out):
+        lengths = [len(text.split()) for text in part]
+        assert min(lengths) == 1
+        assert max(lengths) >= 60  # one word to a paragraph
+        assert any(not text.isascii() for text in part)  # other languages than English
+
+
+def test_quantize_reports_held_out_texts_the_search_never_saw(
+    bert_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from onnxport.variants import optimize as optimize_module
+
+    seen: list[list[str]] = []
+    compare = optimize_module.compare
+
+    def spy(*args: object, texts: list[str], **kwargs: object) -> object:
+        seen.append(list(texts))
+        return compare(*args, texts=texts, **kwargs)
+
+    monkeypatch.setattr(optimize_module, "compare", spy)
+    # A strict target makes the exclusion search run several rounds on the search texts.
+    loose = quantize(bert_dir, "int8-dynamic", min_cosine=0.5, smoothing=False)
+    target = 1 - (1 - loose.accuracy.min_cosine) / 4  # type: ignore[union-attr]
+    seen.clear()
+    result = quantize(bert_dir, "int8-dynamic", min_cosine=target, smoothing=False)
+    held = set(builtin_texts().held_out)
+    assert len(seen) > 2  # rounds of the search, then the held-out check
+    assert all(not held & set(texts) for texts in seen[:-1])
+    assert set(seen[-1]) == held
+    assert result.held_out is not None
+    assert result.held_out.samples == len(held)
+    # A user's own texts are all searched: nothing is held out of them.
+    own = tmp_path / "texts.txt"
+    own.write_text("one text\nanother text here\n")
+    assert quantize(bert_dir, "int8-dynamic", eval_file=own).held_out is None

@@ -494,6 +494,8 @@ def _print_quantization(result: Any) -> None:
         print(result.accuracy.format())
     if result.excluded:
         print(f"Kept in fp32 to meet the accuracy target: {', '.join(result.excluded)}")
+    if result.held_out is not None:
+        print(f"On held-out texts (never used to choose): {result.held_out.format()}")
     names = ", ".join(_relative(p, result.output_dir) for p in result.files)
     print(f"{result.mode} written: {names} in {result.output_dir} ({result.seconds:.1f} s)")
 

@@ -9,6 +9,7 @@ the embeddings compares. Generative models also report greedy-token agreement.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,63 @@ EVAL_TEXTS = (
     "Alan Turing, and rarer words (photosynthesis, juxtaposition, antidisestablishmentarian) "
     "so that the embedding has to carry a lot of content at once.",
 )
+
+
+# Sentences of many kinds (news, science, chat, code, numbers, addresses, a dozen languages),
+# one per line, from which `builtin_texts` builds the guard's evaluation set.
+GUARD_TEXTS_FILE = Path(__file__).resolve().parents[1] / "data" / "guard_texts.txt"
+# Generative models decode every text: the guard samples this many of each part for them.
+GENERATIVE_SAMPLE = 12
+
+
+@dataclass(frozen=True)
+class EvaluationTexts:
+    """The guard's texts: `search` drives its decisions, `held_out` only reports.
+
+    A quantizer that keeps MatMuls in fp32 until the worst text reaches the target has tuned
+    its choice to those texts; the held-out ones, never looked at while choosing, say whether
+    the figure holds on text it has not seen.
+    """
+
+    search: tuple[str, ...]
+    held_out: tuple[str, ...] = ()
+
+
+@functools.cache
+def builtin_texts() -> EvaluationTexts:
+    """The built-in set: one word to a paragraph, about 290 texts, a quarter held out.
+
+    Every sentence of `GUARD_TEXTS_FILE`; the first word and the first three words of every
+    third one (where quantization errors are largest: few tokens, little averaging);
+    paragraphs of five consecutive sentences and two long ones of twelve; and `EVAL_TEXTS`.
+    Every fourth text (in that order) is held out.
+    """
+    sentences = [line.strip() for line in GUARD_TEXTS_FILE.read_text("utf-8").splitlines()]
+    sentences = [s for s in sentences if s]
+    texts = list(EVAL_TEXTS) + sentences
+    for sentence in sentences[::3]:
+        words = sentence.split()
+        texts += [words[0].strip(".,;:!?¿¡"), " ".join(words[:3])]
+    texts += [" ".join(sentences[i : i + 5]) for i in range(0, len(sentences) - 4, 6)]
+    texts += [" ".join(sentences[i : i + 12]) for i in (24, 96)]
+    unique = list(dict.fromkeys(t for t in texts if t))
+    held = tuple(unique[3::4])
+    return EvaluationTexts(tuple(t for i, t in enumerate(unique) if i % 4 != 3), held)
+
+
+def evaluation_texts(path: str | Path | None, *, generative: bool = False) -> EvaluationTexts:
+    """The guard's texts: a file's (all searched, none held out), or the built-in set.
+
+    Generative models (which decode each text) get `EVAL_TEXTS` to search and a sample of the
+    held-out texts.
+    """
+    if path is not None:
+        return EvaluationTexts(tuple(read_texts(path)))
+    texts = builtin_texts()
+    if generative:
+        step = max(1, len(texts.held_out) // GENERATIVE_SAMPLE)
+        return EvaluationTexts(EVAL_TEXTS, texts.held_out[::step][:GENERATIVE_SAMPLE])
+    return texts
 
 
 @dataclass(frozen=True)

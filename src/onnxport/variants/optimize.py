@@ -27,16 +27,18 @@ import onnx
 
 from onnxport.errors import OnnxportError, OptimizationError, VariantError, first_line
 from onnxport.exporters.postprocess import read_names
+from onnxport.runtime.registry import GENERATIVE_TASKS
 from onnxport.sessions import CPU, create_session
 from onnxport.variants.files import (
     base_graphs,
     encoder_file_for,
+    exported_task,
     link_tree,
     publish,
     save_graph,
     variant_file,
 )
-from onnxport.variants.guard import AccuracyReport, compare, read_texts
+from onnxport.variants.guard import AccuracyReport, compare, evaluation_texts
 
 logger = logging.getLogger(__name__)
 
@@ -337,7 +339,10 @@ def optimize(
     folder = Path(model_dir)
     _check_level(level, device)
     graphs = base_graphs(folder)
-    texts = read_texts(eval_file)
+    # Nothing here is chosen from the texts: every one of them is checked.
+    generative = exported_task(folder / graphs[-1]) in GENERATIVE_TASKS
+    chosen = evaluation_texts(eval_file, generative=generative)
+    texts = [*chosen.search, *chosen.held_out]
     threshold = DEFAULT_MIN_COSINE[level] if min_cosine is None else min_cosine
     tag = f"O{level}"
     target = Path(output_dir) if output_dir is not None else folder

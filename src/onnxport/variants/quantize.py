@@ -32,12 +32,14 @@ from onnx import helper, numpy_helper
 
 from onnxport.errors import QuantizationError, VariantError, first_line
 from onnxport.exporters.genai import GENAI_CONFIG, write_variant_config
+from onnxport.runtime.registry import GENERATIVE_TASKS
 from onnxport.sessions import CPU, create_session
-from onnxport.variants.files import base_graphs, publish, save_graph, variant_file
+from onnxport.variants.files import base_graphs, exported_task, publish, save_graph, variant_file
 from onnxport.variants.guard import (
     AccuracyReport,
     cosine,
     encoder_feeds,
+    evaluation_texts,
     load_tokenizer,
     read_texts,
 )
@@ -87,6 +89,8 @@ class QuantizationResult:
     excluded: tuple[str, ...] = ()
     quantized_nodes: int = 0
     seconds: float = 0.0
+    # The same comparison on texts the exclusion search never looked at (built-in set only).
+    held_out: AccuracyReport | None = None
 
 
 def read_calibration(
@@ -448,7 +452,9 @@ def quantize(
         raise VariantError(f"--min-cosine must be in (0, 1], not {threshold}.")
     folder = Path(model_dir)
     graphs = base_graphs(folder)
-    eval_texts = read_texts(eval_file)
+    generative = exported_task(folder / graphs[-1]) in GENERATIVE_TASKS
+    evaluation = evaluation_texts(eval_file, generative=generative)
+    eval_texts = list(evaluation.search)
     calibration = read_calibration(
         calibration_file, calibration_dataset, calibration_column, calibration_split,
         calibration_size,
@@ -528,6 +534,13 @@ def quantize(
                 step = 1 if len(ranking) <= END_TO_END_RANKING_LIMIT else len(ranking) // 12
                 excluded += remaining[: max(1, step)]
             _check(report, threshold, mode, excluded)
+        held_out = None
+        if evaluation.held_out:
+            held_out = _guard(
+                staging, folder, graphs[-1], variant_file(graphs[-1], tag),
+                list(evaluation.held_out),
+            )  # fmt: skip
+            _report_held_out(held_out, threshold)
         in_place = target.resolve() == folder.resolve()
         _genai_config(folder, staging, variant_file(graphs[-1], tag), in_place=in_place)
     return QuantizationResult(
@@ -538,7 +551,20 @@ def quantize(
         excluded=tuple(excluded),
         quantized_nodes=quantized,
         seconds=time.perf_counter() - start,
+        held_out=held_out,
     )
+
+
+def _report_held_out(report: AccuracyReport, threshold: float) -> None:
+    """Log the held-out figure; warn when the target does not hold on unseen text."""
+    logger.info("On held-out texts: %s", report.format())
+    if not report.passes(threshold):
+        logger.warning(
+            "On %d held-out texts the worst cosine is %.5f, below the %s the search met: "
+            "the target does not carry to text it has not seen. Pass --eval-file with your "
+            "own texts, or a higher --min-cosine.",
+            report.samples, report.min_cosine, threshold,
+        )  # fmt: skip
 
 
 def _genai_config(folder: Path, staging: Path, variant: str, *, in_place: bool) -> None:
