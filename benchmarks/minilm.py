@@ -14,8 +14,9 @@ speed states every few seconds, so only medians and ratios measured together mea
 
 Each variant's throughput (2.87 GFLOP per 128-token sequence) is given as a share of its
 ceiling (int8 variants against the int8 one). Accuracy: max abs difference of the last hidden
-state against PyTorch, and the minimum cosine of mean-pooled embeddings over onnxport's guard
-texts (one word to a long paragraph).
+state against PyTorch, and the minimum cosine of mean-pooled embeddings over the benchmark's
+texts (`EVAL_TEXTS`, one word to a long paragraph) and over the guard's held-out texts (72,
+never used by onnxport's quantizer to choose).
 
     python benchmarks/minilm.py [--threads 2] [--blocks 9] [--no-reference]
 """
@@ -42,7 +43,7 @@ from transformers import AutoModel, AutoTokenizer
 import onnxport
 from onnxport.cli import demo
 from onnxport.variants.benchmark import time_blocks
-from onnxport.variants.guard import EVAL_TEXTS
+from onnxport.variants.guard import EVAL_TEXTS, builtin_texts
 
 GFLOP_PER_SEQUENCE = 2.87  # MiniLM-L6 at 128 tokens
 M_PER_SEQUENCE, K, N = 128, 384, 1536
@@ -125,9 +126,11 @@ def ceiling_runners(batch: int, threads: int, tmp: Path) -> dict[str, Callable[[
     }
 
 
-def embeddings(run: Callable[[dict[str, np.ndarray]], np.ndarray], tokenizer: Any) -> np.ndarray:
+def embeddings(
+    run: Callable[[dict[str, np.ndarray]], np.ndarray], tokenizer: Any, texts: tuple[str, ...]
+) -> np.ndarray:
     rows = []
-    for text in EVAL_TEXTS:
+    for text in texts:
         feeds = dict(tokenizer(text, return_tensors="np", truncation=True, max_length=256))
         hidden = run({k: v.astype(np.int64) for k, v in feeds.items()})
         mask = feeds["attention_mask"][..., None]
@@ -174,20 +177,27 @@ def main() -> None:
         names = {i.name for i in graph.get_inputs()}
         return lambda feeds: graph.run(None, {k: v for k, v in feeds.items() if k in names})[0]
 
-    reference_embeddings = embeddings(torch_hidden, tokenizer)
+    held_out = builtin_texts().held_out
+    reference_embeddings = embeddings(torch_hidden, tokenizer, EVAL_TEXTS)
+    reference_held = embeddings(torch_hidden, tokenizer, held_out)
     accuracy = {}
     for name in variants:
-        other = embeddings(ort_hidden(name), tokenizer)
+        other = embeddings(ort_hidden(name), tokenizer, EVAL_TEXTS)
+        other_held = embeddings(ort_hidden(name), tokenizer, held_out)
         feeds = dict(tokenizer(list(EVAL_TEXTS[:4]), return_tensors="np", padding=True))
         feeds = {k: v.astype(np.int64) for k, v in feeds.items()}
         mask = feeds["attention_mask"][..., None]
         diff = np.abs((torch_hidden(feeds) - ort_hidden(name)(feeds)) * mask).max()
-        accuracy[name] = (float(diff), float((reference_embeddings * other).sum(1).min()))
+        accuracy[name] = (
+            float(diff),
+            float((reference_embeddings * other).sum(1).min()),
+            float((reference_held * other_held).sum(1).min()),
+        )
 
     print(f"\nthreads {args.threads}, blocks {args.blocks}, {os.cpu_count()} CPUs")
     header = (
         f"{'variant':<15} {'shape':>6} {'median ms':>10} {'vs torch':>9} {'GFLOP/s':>8} "
-        f"{'% ceiling':>10} {'max diff':>9} {'min cos':>8}"
+        f"{'% ceiling':>10} {'max diff':>9} {'min cos':>8} {'held-out':>8}"
     )
     for batch in (1, 8):
         rng = np.random.default_rng(batch)
@@ -215,11 +225,11 @@ def main() -> None:
         for name, seconds in medians.items():
             rate = GFLOP_PER_SEQUENCE * batch / seconds
             ceiling = limit["int8" if "int8" in name else "fp32"]
-            diff, cosine = accuracy.get(name, (0.0, 1.0))
+            diff, cosine, held = accuracy.get(name, (0.0, 1.0, 1.0))
             print(
                 f"{name:<15} {batch:>4}x128 {seconds * 1000:>10.2f} "
                 f"{medians['pytorch'] / seconds:>8.2f}x {rate:>8.0f} {100 * rate / ceiling:>9.0f}% "
-                f"{diff:>9.2g} {cosine:>8.5f}"
+                f"{diff:>9.2g} {cosine:>8.5f} {held:>8.5f}"
             )
         if "optimum int8" in medians:
             ratio = medians["optimum int8"] / medians["onnxport int8"]
