@@ -32,7 +32,8 @@ import torch
 
 from onnxport.errors import UnsupportedModelError
 from onnxport.exporters.dummy import BATCH, ENCODER, SEQUENCE, Template
-from onnxport.exporters.seq2seq import _as_encoder_decoder_cache
+from onnxport.exporters.packed_vision import attention_implementation
+from onnxport.exporters.seq2seq import DecoderPart, _as_encoder_decoder_cache
 from onnxport.layout import AUDIO_DECODER_FILE, DECODER_FILE, TEXT_ENCODER_FILE
 
 
@@ -45,17 +46,6 @@ def _check_music_model(model: Any) -> None:
             f"decoder and an audio codec); '{model.config.model_type}' is not supported yet.",
             model_type=model.config.model_type,
         )
-
-
-@contextlib.contextmanager
-def _eager_attention(config: Any) -> Iterator[None]:
-    """T5's sdpa path does not capture at dynamic shapes (a view torch.onnx refuses): eager."""
-    before = config._attn_implementation
-    config._attn_implementation = "eager"
-    try:
-        yield
-    finally:
-        config._attn_implementation = before
 
 
 class TextEncoderPart(torch.nn.Module):
@@ -71,7 +61,8 @@ class TextEncoderPart(torch.nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, return_dict: bool = True
     ) -> dict[str, torch.Tensor]:
         """`encoder_hidden_states` (batch, tokens, decoder width); zero where masked."""
-        with _eager_attention(self.model.text_encoder.config):
+        # T5's sdpa path does not capture at dynamic shapes (a view torch.onnx refuses).
+        with attention_implementation(self.model.text_encoder.config, "eager"):
             states = self.model.text_encoder(
                 input_ids=input_ids, attention_mask=attention_mask
             ).last_hidden_state
@@ -82,14 +73,12 @@ class TextEncoderPart(torch.nn.Module):
         return {"encoder_hidden_states": states}
 
 
-class MusicDecoderPart(torch.nn.Module):
+class MusicDecoderPart(DecoderPart):
     """One step of MusicGen's codebook decoder (MusicgenForCausalLM) with its cache."""
 
     def __init__(self, model: Any) -> None:
-        super().__init__()
         _check_music_model(model)
-        self.decoder = model.decoder
-        self.config = model.decoder.config
+        super().__init__(model.decoder)  # the codebook decoder alone: self.model
         self.codebooks = int(self.config.num_codebooks)
         self.input_templates: dict[str, Template] = {
             "input_ids": (BATCH, self.codebooks, SEQUENCE),
@@ -111,7 +100,7 @@ class MusicDecoderPart(torch.nn.Module):
         if input_ids.dim() == 2:
             input_ids = input_ids[:, None].expand(-1, self.codebooks, -1)
         batch, codebooks, length = input_ids.shape
-        output = self.decoder(
+        output = self.model(
             input_ids=input_ids.reshape(batch * codebooks, length),
             encoder_hidden_states=encoder_hidden_states,
             encoder_attention_mask=encoder_attention_mask,
@@ -121,18 +110,6 @@ class MusicDecoderPart(torch.nn.Module):
         )
         logits = output.logits.reshape(batch, codebooks, length, -1)
         return {"logits": logits, "cache": output.cache}
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        encoder_hidden_states: torch.Tensor,
-        encoder_attention_mask: torch.Tensor,
-        cache: Any = None,
-        use_cache: bool = True,
-        return_dict: bool = True,
-    ) -> dict[str, Any]:
-        """Next-token logits per codebook, reusing a filled cross-attention cache."""
-        return self.step(input_ids, encoder_hidden_states, cache, encoder_attention_mask)
 
 
 def _conv_forward(self: Any, hidden_states: torch.Tensor) -> torch.Tensor:

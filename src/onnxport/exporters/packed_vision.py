@@ -137,7 +137,7 @@ def window_layout(
 
 
 @contextlib.contextmanager
-def _attention(config: Any, implementation: str) -> Iterator[None]:
+def attention_implementation(config: Any, implementation: str) -> Iterator[None]:
     """`config` (the tower's own) set to `implementation` while tracing, then restored."""
     before = config._attn_implementation
     config._attn_implementation = implementation
@@ -180,7 +180,7 @@ class _Tower:
                 grid_thw, self.merge, *self.window, patches.shape[0]
             )
             extra["max_window_seqlen"] = 0
-        with _attention(self.tower.config, SEGMENT_ATTENTION):
+        with attention_implementation(self.tower.config, SEGMENT_ATTENTION):
             return self.tower(
                 patches.to(self.tower.dtype), grid_thw=grid_thw,
                 position_ids=positions, cu_seqlens=cu_seqlens, max_seqlen=0, **extra,

@@ -285,6 +285,11 @@ class ORTModel:
                 shutil.copytree(item, target / item.name, dirs_exist_ok=True)
         return target
 
+    def _session_beside(self, graph: str) -> ort.InferenceSession:
+        """A session for the graph `graph` beside this one, with its options and providers."""
+        options = self.session_options or self.default_session_options()
+        return create_session(self._graph_beside(graph), options, self.session.get_providers())
+
     def _graph_beside(self, graph: str) -> Path:
         """The graph `graph` paired with this model's file (a variant's own when it has one)."""
         plain = (Path(self.file_name).parent / graph).as_posix()
@@ -438,3 +443,29 @@ def _as_numpy(value: Any) -> np.ndarray:
 
 def _describe(feed: dict[str, np.ndarray]) -> str:
     return ", ".join(f"{k} {v.dtype}{list(v.shape)}" for k, v in feed.items())
+
+
+class ORTNumpyGenerator(ORTModel):
+    """Base of models whose `generate` runs its own loop in numpy over several graphs.
+
+    SpeechT5's speech and MusicGen's audio are not GenerationMixin's token loop; their classes
+    read defaults from the folder's generation config, as transformers' pipelines do.
+    """
+
+    default_file: ClassVar[str] = DECODER_FILE
+    input_modalities = ("text",)
+
+    @classmethod
+    def can_generate(cls) -> bool:
+        """It generates (transformers' text-to-audio pipeline calls `generate`)."""
+        return True
+
+    @functools.cached_property
+    def generation_config(self) -> Any:
+        """The folder's generation config (defaults of `generate`, read by pipelines)."""
+        from transformers import GenerationConfig
+
+        try:
+            return GenerationConfig.from_pretrained(self.model_dir)
+        except OSError:
+            return GenerationConfig()

@@ -11,20 +11,17 @@ with the delay pattern's padding removed. Defaults come from the folder's genera
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
 from onnxport.errors import ORTModelError
-from onnxport.layout import AUDIO_DECODER_FILE, DECODER_FILE, TEXT_ENCODER_FILE
-from onnxport.runtime.base import ORTModel, _as_numpy, is_tensor, to_torch
-from onnxport.sessions import create_session
+from onnxport.layout import AUDIO_DECODER_FILE, TEXT_ENCODER_FILE
+from onnxport.runtime.base import ORTNumpyGenerator, _as_numpy, is_tensor, to_torch
 
 
-class ORTModelForTextToAudioGeneration(ORTModel):
+class ORTModelForTextToAudioGeneration(ORTNumpyGenerator):
     """Text to music or sound (MusicGen): `generate` returns `audio_values` (batch, 1, samples).
 
     Arguments follow `MusicgenForConditionalGeneration.generate`: `guidance_scale`,
@@ -33,49 +30,13 @@ class ORTModelForTextToAudioGeneration(ORTModel):
     """
 
     task = "text-to-audio-with-past"
-    default_file = DECODER_FILE
-    main_input_name = "input_ids"
-    input_modalities = ("text",)
 
-    def __init__(
-        self,
-        session: ort.InferenceSession,
-        config: Any,
-        *,
-        model_dir: Path,
-        file_name: str = DECODER_FILE,
-        session_options: ort.SessionOptions | None = None,
-        _keep_alive: Any = None,
-    ) -> None:
-        super().__init__(
-            session, config, model_dir=model_dir, file_name=file_name,
-            session_options=session_options, _keep_alive=_keep_alive,
-        )  # fmt: skip
-        options = session_options if session_options is not None else self.default_session_options()
-        providers = session.get_providers()
-        self.text_encoder = create_session(
-            self._graph_beside(TEXT_ENCODER_FILE), options, providers
-        )
-        self.audio_decoder = create_session(
-            self._graph_beside(AUDIO_DECODER_FILE), options, providers
-        )
+    def __init__(self, session: ort.InferenceSession, config: Any, **kwargs: Any) -> None:
+        super().__init__(session, config, **kwargs)
+        self.text_encoder = self._session_beside(TEXT_ENCODER_FILE)
+        self.audio_decoder = self._session_beside(AUDIO_DECODER_FILE)
         self._past = [name for name in self.input_names if name.startswith("past_key_values.")]
         self.codebooks = int(self._input_shapes["input_ids"][1])
-
-    @classmethod
-    def can_generate(cls) -> bool:
-        """It generates (transformers' text-to-audio pipeline calls `generate`)."""
-        return True
-
-    @functools.cached_property
-    def generation_config(self) -> Any:
-        """The folder's generation config: the defaults `generate` uses."""
-        from transformers import GenerationConfig
-
-        try:
-            return GenerationConfig.from_pretrained(self.model_dir)
-        except OSError:
-            return GenerationConfig()
 
     @property
     def sampling_rate(self) -> int:

@@ -10,10 +10,8 @@ postnet over each finished utterance, and the vocoder. Arguments and return valu
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,19 +19,17 @@ import onnxruntime as ort
 
 from onnxport.errors import ORTModelError
 from onnxport.layout import (
-    DECODER_FILE,
     ENCODER_FILE,
     POSTNET_FILE,
     VOCODER_CONFIG,
     VOCODER_FILE,
 )
-from onnxport.runtime.base import ORTModel, _as_numpy, is_tensor, to_torch
-from onnxport.sessions import create_session
+from onnxport.runtime.base import ORTNumpyGenerator, _as_numpy, is_tensor, to_torch
 
 PRENET_DROPOUT = "speech_decoder_prenet_dropout"
 
 
-class ORTModelForTextToSpectrogram(ORTModel):
+class ORTModelForTextToSpectrogram(ORTNumpyGenerator):
     """Text to speech frame by frame (SpeechT5): `generate` returns a waveform or spectrogram.
 
     With the folder's `vocoder.onnx` (exported with `--vocoder`) `generate` returns speech at
@@ -43,52 +39,20 @@ class ORTModelForTextToSpectrogram(ORTModel):
     """
 
     task = "text-to-spectrogram"
-    default_file = DECODER_FILE
-    main_input_name = "input_ids"
-    input_modalities = ("text",)
 
-    def __init__(
-        self,
-        session: ort.InferenceSession,
-        config: Any,
-        *,
-        model_dir: Path,
-        file_name: str = DECODER_FILE,
-        session_options: ort.SessionOptions | None = None,
-        _keep_alive: Any = None,
-    ) -> None:
-        super().__init__(
-            session, config, model_dir=model_dir, file_name=file_name,
-            session_options=session_options, _keep_alive=_keep_alive,
-        )  # fmt: skip
+    def __init__(self, session: ort.InferenceSession, config: Any, **kwargs: Any) -> None:
+        super().__init__(session, config, **kwargs)
         self.main_input_name = "input_ids"  # type: ignore[misc]  # generate's; a step takes frames
-        options = session_options if session_options is not None else self.default_session_options()
-        providers = session.get_providers()
-        self.encoder = create_session(self._graph_beside(ENCODER_FILE), options, providers)
-        self.postnet = create_session(self._graph_beside(POSTNET_FILE), options, providers)
+        self.encoder = self._session_beside(ENCODER_FILE)
+        self.postnet = self._session_beside(POSTNET_FILE)
         self.vocoder: ort.InferenceSession | None = None
-        vocoder_config = Path(model_dir) / VOCODER_CONFIG
+        vocoder_config = self.model_dir / VOCODER_CONFIG
         self.vocoder_config = (
             json.loads(vocoder_config.read_text()) if vocoder_config.is_file() else {}
         )
         with contextlib.suppress(ORTModelError):  # exported without --vocoder: spectrograms
-            self.vocoder = create_session(self._graph_beside(VOCODER_FILE), options, providers)
+            self.vocoder = self._session_beside(VOCODER_FILE)
         self._past = [name for name in self.input_names if name.startswith("past_key_values.")]
-
-    @classmethod
-    def can_generate(cls) -> bool:
-        """It generates (transformers' text-to-audio pipeline calls `generate`)."""
-        return True
-
-    @functools.cached_property
-    def generation_config(self) -> Any:
-        """The folder's generation config (transformers' pipeline reads its defaults)."""
-        from transformers import GenerationConfig
-
-        try:
-            return GenerationConfig.from_pretrained(self.model_dir)
-        except OSError:
-            return GenerationConfig()
 
     @property
     def sampling_rate(self) -> int | None:
