@@ -131,6 +131,8 @@ SAMPLE: list[tuple[str, str]] = [
     ("bros", "token-classification"), ("vitpose", "pose-estimation"),
     ("colpali", "retrieval"), ("vits", "text-to-audio"),
     ("grounding-dino", "zero-shot-object-detection"),
+    ("speecht5", "text-to-spectrogram"), ("musicgen", "text-to-audio-with-past"),
+    ("moonshine", "automatic-speech-recognition"), ("longformer", "question-answering"),
 ]  # fmt: skip
 
 

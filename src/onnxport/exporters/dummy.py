@@ -316,7 +316,7 @@ def _make_one(
         corners = torch.randint(0, 500, (*dims[:-1], 2), generator=generator)
         sizes = torch.randint(1, 500, (*dims[:-1], 2), generator=generator)
         return torch.cat([corners, corners + sizes], dim=-1)
-    if name in ("pixel_mask", "pixel_attention_mask"):
+    if name in ("pixel_mask", "pixel_attention_mask", "global_attention_mask"):
         return torch.ones(dims, dtype=torch.long)
     if name == "attention_mask":
         mask = torch.ones(dims, dtype=torch.long)

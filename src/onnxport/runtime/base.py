@@ -369,6 +369,9 @@ class ORTModel:
             elif self._input_ranks[name] == 0 and _is_number(getattr(self.config, name, None)):
                 # A setting the graph takes as an input (VITS' noise scales): the config's.
                 value = np.array(getattr(self.config, name), dtype=np.float32)
+            elif name == "global_attention_mask":
+                value = global_attention_default(self.task, _as_numpy(tensors["input_ids"]),
+                                                 self.config)  # fmt: skip
             elif name == "noise" and isinstance(self._input_shapes[name][-1], int):
                 # Forward draws it when not given (ViT-MAE's random masking): so do we.
                 size = (reference.shape[0], *self._input_shapes[name][1:])
@@ -402,6 +405,27 @@ class ORTModel:
             f"{type(self).__name__}(model_dir='{self.model_dir}', file='{self.file_name}', "
             f"providers={self.providers})"
         )
+
+
+def global_attention_default(task: str, input_ids: np.ndarray, config: Any) -> np.ndarray:
+    """Longformer's global attention when none is given, as its PyTorch heads choose it.
+
+    Classification: the first token; question answering: the question (the tokens before
+    the first separator); multiple choice: each choice's answer (after the separators, as
+    `_compute_global_attention_mask(before_sep_token=False)`); other heads: none.
+    """
+    marks = np.zeros(input_ids.shape, dtype=np.int64)
+    sep = getattr(config, "sep_token_id", None)
+    if task == "text-classification":
+        marks[..., 0] = 1
+    elif task in ("question-answering", "multiple-choice") and sep is not None:
+        first_sep = np.argmax(input_ids == sep, axis=-1)[..., None]
+        positions = np.arange(input_ids.shape[-1])
+        if task == "question-answering":
+            marks = (positions < first_sep).astype(np.int64)
+        else:
+            marks = (positions > first_sep + 1).astype(np.int64)
+    return marks
 
 
 def is_tensor(value: Any) -> bool:

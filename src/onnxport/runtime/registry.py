@@ -50,6 +50,8 @@ CLASS_NAMES: dict[str, tuple[str, str]] = {
     "ctc": (_MODELING, "ORTModelForCTC"),
 }
 GENERATIVE_TASKS = frozenset(t for t, (module, _) in CLASS_NAMES.items() if module == _GENERATION)
+# Tasks whose class runs its own generation loop over several graphs in numpy (no torch).
+LOOP_TASKS = frozenset({"text-to-spectrogram", "text-to-audio-with-past"})
 
 
 def class_name(task: str) -> str:

@@ -23,6 +23,7 @@ import onnx
 from onnxport.errors import OutputWriteError, VariantError
 from onnxport.exporters.postprocess import EXTERNAL_DATA_THRESHOLD, staged_output
 from onnxport.layout import (  # noqa: F401  (re-exported for the variant stages)
+    DECODER_FILE,
     ENCODER_DECODER,
     SINGLE,
     encoder_file_for,
@@ -30,6 +31,7 @@ from onnxport.layout import (  # noqa: F401  (re-exported for the variant stages
     find_base_graphs,
     variant_file,
 )
+from onnxport.runtime.registry import LOOP_TASKS
 
 
 def link_tree(sources: list[Path], work: Path) -> None:
@@ -54,6 +56,13 @@ def base_graphs(folder: Path) -> tuple[str, ...]:
     """The fp32 graphs onnxport exported into `folder`, in the order they run."""
     if not folder.is_dir():
         raise VariantError(f"'{folder}' is not a folder; pass the folder `onnxport export` wrote.")
+    decoder = folder / DECODER_FILE
+    task = exported_task(decoder) if decoder.is_file() else None
+    if task in LOOP_TASKS:
+        raise VariantError(
+            f"optimize, quantize and benchmark do not support {task} folders (SpeechT5, "
+            "MusicGen: several graphs run by their own loop) yet; use the fp32 graphs."
+        )
     found = find_base_graphs(folder)
     if found is None:
         raise VariantError(

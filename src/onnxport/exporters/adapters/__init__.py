@@ -8,6 +8,7 @@ below so their `@register_adapter` runs.
 
 from onnxport.exporters.adapters import (  # noqa: F401  (each registers itself)
     decision_transformer,
+    longformer,
     moonshine,
     paligemma,
     vits,
