@@ -15,7 +15,7 @@ from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM,
 import onnxport
 from onnxport.cli.main import main
 from onnxport.errors import OptimizationError, QuantizationError, VariantError
-from onnxport.variants.guard import builtin_texts
+from onnxport.variants.guard import PADDED_BATCH, builtin_texts, compare
 from onnxport.variants.optimize import optimize
 from onnxport.variants.quantize import quantize
 
@@ -436,8 +436,35 @@ def test_quantize_reports_held_out_texts_the_search_never_saw(
     assert all(not held & set(texts) for texts in seen[:-1])
     assert set(seen[-1]) == held
     assert result.held_out is not None
-    assert result.held_out.samples == len(held)
+    assert result.held_out.samples == len(held) + PADDED_BATCH  # each text, then one batch
     # A user's own texts are all searched: nothing is held out of them.
     own = tmp_path / "texts.txt"
     own.write_text("one text\nanother text here\n")
     assert quantize(bert_dir, "int8-dynamic", eval_file=own).held_out is None
+
+
+def test_guard_catches_a_variant_that_ignores_the_padding_mask(bert_dir: Path) -> None:
+    # One text at a time a mask of ones changes nothing; only a padded batch shows the bug
+    # (ONNX Runtime's quantizer once turned an Attention's additive mask into no mask at all).
+    model = onnx.load(str(bert_dir / "model.onnx"))
+    ones = onnx.helper.make_node(
+        "ConstantOfShape", ["mask_shape"], ["mask_ones"],
+        value=onnx.helper.make_tensor("one", onnx.TensorProto.INT64, [1], [1]),
+    )  # fmt: skip
+    shape = onnx.helper.make_node("Shape", ["attention_mask"], ["mask_shape"])
+    for node in model.graph.node:
+        node.input[:] = ["mask_ones" if name == "attention_mask" else name for name in node.input]
+    model.graph.node.insert(0, ones)
+    model.graph.node.insert(0, shape)
+    onnx.save(model, str(bert_dir / "model_nomask.onnx"))
+    texts = ["a", "a somewhat longer text that needs many tokens to say", "paris is"]
+    alone = compare(bert_dir, "model.onnx", "model_nomask.onnx", texts=texts[1:2])
+    assert alone.max_abs_diff == 0  # one text (no batch to pad): the bug does not show
+    report = compare(bert_dir, "model.onnx", "model_nomask.onnx", texts=texts)
+    assert report.samples == len(texts) * 2  # each alone, then the three padded together
+    # The tiny random model barely attends (MiniLM's int8 QAttention fell to cosine 0.67),
+    # but the padded rows now differ where the fp32 graph against itself does not.
+    assert report.max_abs_diff > 1e-3
+    assert report.min_cosine < 1 - 1e-5
+    same = compare(bert_dir, "model.onnx", "model.onnx", texts=texts)
+    assert same.max_abs_diff == 0
