@@ -82,6 +82,7 @@ def test_classification_pipeline_matches_pytorch(tmp_path: Path) -> None:
         np.testing.assert_allclose([w["score"] for w in want], [g["score"] for g in got], atol=1e-5)
 
 
+@pytest.mark.slow  # two more exports; QA and classification cover the attention in `make test`
 @pytest.mark.parametrize("task", ["fill-mask", "multiple-choice"])
 def test_other_heads_match_pytorch_by_default(tmp_path: Path, task: str) -> None:
     model, _, folder = _export(task, tmp_path / task)

@@ -370,8 +370,7 @@ class ORTModel:
                 # A setting the graph takes as an input (VITS' noise scales): the config's.
                 value = np.array(getattr(self.config, name), dtype=np.float32)
             elif name == "global_attention_mask":
-                value = global_attention_default(self.task, _as_numpy(tensors["input_ids"]),
-                                                 self.config)  # fmt: skip
+                value = global_attention_default(self.task, reference, self.config)
             elif name == "noise" and isinstance(self._input_shapes[name][-1], int):
                 # Forward draws it when not given (ViT-MAE's random masking): so do we.
                 size = (reference.shape[0], *self._input_shapes[name][1:])

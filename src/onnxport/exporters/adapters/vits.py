@@ -7,7 +7,6 @@ from typing import Any
 import torch
 
 from onnxport.exporters.adapters.base import ExportAdapter, register_adapter
-from onnxport.exporters.dummy import InputShape, make_inputs
 
 NOISE_SCALES = ("noise_scale", "noise_scale_duration")
 
@@ -48,26 +47,13 @@ class VitsAdapter(ExportAdapter):
     the model instance (copied from the config at init), so no general rule can reach them.
     The graph takes both scales as scalar inputs: it samples as PyTorch does (ONNX
     RandomNormal) at the config's scales, which the runtime passes by default, and is
-    validated at scales 0, where PyTorch and ONNX Runtime are deterministic and must agree.
+    validated at scales 0 (the generic example for a scalar input), where PyTorch and ONNX
+    Runtime are deterministic and must agree.
     """
 
     def input_names(self, config: Any, task: str, default: list[str]) -> list[str]:
         """The tokenizer's inputs and the two noise scales."""
         return [*default, *NOISE_SCALES]
-
-    def dummy_inputs(
-        self,
-        config: Any,
-        task: str,
-        names: list[str],
-        axes: dict[str, dict[int, str]],
-        shape: InputShape,
-    ) -> dict[str, torch.Tensor]:
-        """Generic text inputs; noise scales 0 (deterministic, so validation can compare)."""
-        text = [name for name in names if name not in NOISE_SCALES]
-        values = make_inputs(text, {name: axes[name] for name in text}, config, shape)
-        values.update({name: torch.tensor(0.0) for name in NOISE_SCALES if name in names})
-        return values
 
     def prepare_model(self, model: torch.nn.Module, task: str) -> torch.nn.Module:
         """The model behind a wrapper that takes the noise scales as inputs."""
