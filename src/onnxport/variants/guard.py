@@ -211,10 +211,16 @@ def max_tokens(tokenizer: Any, limit: int = 256) -> int:
     return min(limit, int(getattr(tokenizer, "model_max_length", limit) or limit))
 
 
-def encoder_feeds(session: ort.InferenceSession, tokenizer: Any, text: str) -> dict[str, Any]:
-    """One text as graph inputs (a multiple-choice graph gets it as two choices)."""
+def encoder_feeds(
+    session: ort.InferenceSession, tokenizer: Any, text: str | list[str]
+) -> dict[str, Any]:
+    """One text, or several padded together, as graph inputs.
+
+    A multiple-choice graph gets each text as two choices.
+    """
+    padding = {"padding": True} if isinstance(text, list) else {}
     encoded = tokenizer(
-        text, return_tensors="np", truncation=True, max_length=max_tokens(tokenizer)
+        text, return_tensors="np", truncation=True, max_length=max_tokens(tokenizer), **padding
     )
     feeds: dict[str, Any] = {}
     for graph_input in session.get_inputs():
@@ -280,17 +286,7 @@ def _padded_batch(session: ort.InferenceSession, tokenizer: Any, texts: list[str
     ordered = sorted(texts, key=len)
     step = max(1, (len(ordered) - 1) // (PADDED_BATCH - 1))
     chosen = list(dict.fromkeys([*ordered[::step][: PADDED_BATCH - 1], ordered[-1]]))
-    encoded = tokenizer(
-        chosen, return_tensors="np", padding=True, truncation=True,
-        max_length=max_tokens(tokenizer),
-    )  # fmt: skip
-    feeds: dict[str, Any] = {}
-    for graph_input in session.get_inputs():
-        value = encoded.get(graph_input.name)
-        if value is None:
-            fill = 1 if graph_input.name == "attention_mask" else 0
-            value = np.full_like(encoded["input_ids"], fill)
-        feeds[graph_input.name] = value.astype(np.int64)
+    feeds = encoder_feeds(session, tokenizer, chosen)
     return [feeds] if "attention_mask" in feeds else []
 
 
