@@ -8,16 +8,31 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
+from onnx import helper, numpy_helper
 from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
 import onnxport
 from onnxport.cli.main import main
 from onnxport.errors import OptimizationError, QuantizationError, VariantError
-from onnxport.variants.guard import PADDED_BATCH, builtin_texts, compare
-from onnxport.variants.optimize import optimize
-from onnxport.variants.quantize import quantize
+from onnxport.sessions import CPU, create_session
+from onnxport.variants.guard import (
+    PADDED_BATCH,
+    builtin_texts,
+    compare,
+    encoder_feeds,
+    load_tokenizer,
+)
+from onnxport.variants.optimize import optimize, optimize_graph, split_skip_norms
+from onnxport.variants.quantize import (
+    _quantize_int8_dynamic,
+    gelu_fed,
+    gptq_round,
+    per_row_int8,
+    quantize,
+)
 
 PROMPTS = ["the quick brown fox", "paris is"]
 
@@ -46,10 +61,19 @@ def test_optimize_levels_fuse_and_match_pytorch(bert_dir: Path, checkpoint) -> N
     )
     o2 = optimize(bert_dir, 2)
     assert o2.files == (bert_dir / "model_O2.onnx",)
-    # Per layer: one attention, one GELU, two skip + layer norms (after attention and FFN).
-    expected_counts = {"attention": 2, "bias_gelu": 2, "skip_layer_normalization": 4}
+    # Per layer: one attention, one GELU, two skip + layer norms (after attention and FFN),
+    # written for CPU as Sum + LayerNormalization (ONNX Runtime's CPU SkipLayerNormalization
+    # is the slower kernel, and it does not fuse a Sum back into one).
+    expected_counts = {
+        "attention": 2,
+        "bias_gelu": 2,
+        "skip_layer_normalization": 4,
+        "skip_layer_normalization_split_for_cpu": 4,
+    }
     assert {k: o2.fusions.get(k) for k in expected_counts} == expected_counts
-    assert {"Attention", "SkipLayerNormalization", "BiasGelu"} <= _ops(bert_dir / "model_O2.onnx")
+    ops = _ops(bert_dir / "model_O2.onnx")
+    assert {"Attention", "Sum", "LayerNormalization", "BiasGelu"} <= ops
+    assert "SkipLayerNormalization" not in ops
     assert o2.accuracy is not None
     assert o2.accuracy.max_abs_diff < 1e-4
     model = onnxport.ORTModelForFeatureExtraction.from_pretrained(
@@ -65,6 +89,33 @@ def test_optimize_levels_fuse_and_match_pytorch(bert_dir: Path, checkpoint) -> N
     assert (bert_dir.parent / "o1" / "model.onnx").is_file()  # the copy keeps the export
     assert o1.accuracy is not None
     assert o1.accuracy.max_abs_diff < 1e-5
+
+
+def test_skip_norms_stay_fused_for_cuda_and_split_ones_run_unfused(bert_dir: Path) -> None:
+    source = onnx.load(str(bert_dir / "model.onnx"))
+    cuda, counts = optimize_graph(source, 2, device="cuda")
+    assert counts["skip_layer_normalization"] == 4
+    assert "skip_layer_normalization_split_for_cpu" not in counts
+    assert "SkipLayerNormalization" in {n.op_type for n in cuda.graph.node}
+    # Written as Sum: ONNX Runtime, loading the graph, must not fuse it back.
+    split = onnx.ModelProto()
+    split.CopyFrom(cuda)
+    assert split_skip_norms(split) == 4
+    session = create_session(bert_dir / "model.onnx", None, CPU)
+    feeds = encoder_feeds(
+        session, load_tokenizer(bert_dir), ["a short one", "and a longer text here"]
+    )
+    expected = session.run(None, feeds)[0]
+    for graph in (cuda, split):
+        path = bert_dir.parent / "split.onnx"
+        onnx.save(graph, str(path))
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(bert_dir.parent / "loaded.onnx")
+        got = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        np.testing.assert_allclose(got.run(None, feeds)[0], expected, atol=1e-4)
+    loaded = {n.op_type for n in onnx.load(str(bert_dir.parent / "loaded.onnx")).graph.node}
+    assert "SkipLayerNormalization" not in loaded
+    assert "LayerNormalization" in loaded
 
 
 def test_o4_needs_cuda_and_writes_nothing(
@@ -143,6 +194,99 @@ def test_int8_dynamic_is_guarded_and_loads(bert_dir: Path) -> None:
     a, b = _embeddings(reference, tokenizer), _embeddings(model, tokenizer)
     cosine = torch.nn.functional.cosine_similarity(a.flatten(1), b.flatten(1))
     assert cosine.min() > 0.99
+
+
+def test_int8_feed_forward_outputs_per_row_and_gptq_weights(
+    bert_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rounded: list[np.ndarray] = []
+
+    def spy(*args, **kwargs):  # GPTQ's codes must be the ones written
+        codes = gptq_round(*args, **kwargs)
+        rounded.append(codes)
+        return codes
+
+    monkeypatch.setattr("onnxport.variants.quantize.gptq_round", spy)
+    result = quantize(bert_dir, "int8-dynamic")
+    model = onnx.load(str(bert_dir / "model_int8.onnx"))
+    per_row = [n for n in model.graph.node if n.op_type == "MatMulIntegerToFloat"]
+    assert len(per_row) == 2  # one feed-forward output per layer
+    assert {"QuantizeLinear", "ReduceMax"} <= {n.op_type for n in model.graph.node}
+    assert result.quantized_nodes == 12
+    assert len(rounded) == 12
+    written = [numpy_helper.to_array(i) for i in model.graph.initializer if i.data_type == 3]
+    for codes in rounded:
+        assert any(w.shape == codes.shape and np.array_equal(w, codes) for w in written)
+    model_path = bert_dir / "model_int8.onnx"
+    ort_model = onnxport.ORTModelForFeatureExtraction.from_pretrained(
+        bert_dir, file_name=model_path.name
+    )
+    tokenizer = AutoTokenizer.from_pretrained(bert_dir)
+    reference = onnxport.ORTModelForFeatureExtraction.from_pretrained(bert_dir)
+    a, b = _embeddings(reference, tokenizer), _embeddings(ort_model, tokenizer)
+    cosine = torch.nn.functional.cosine_similarity(a.flatten(1), b.flatten(1))
+    assert cosine.min() > 0.99
+
+
+def _gelu_matmul(tmp_path: Path, weight: np.ndarray) -> onnx.ModelProto:
+    """x -> Gelu -> MatMul(weight): the shape of a feed-forward output."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gelu", ["x"], ["g"], "gelu", domain="com.microsoft"),
+            helper.make_node("MatMul", ["g", "w"], ["y"], "ffn_out"),
+        ],
+        "ffn",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["b", "s", weight.shape[0]])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    opsets = [helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)]
+    return helper.make_model(graph, opset_imports=opsets)
+
+
+def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"x": x})[0]
+
+
+def test_per_row_int8_keeps_every_token_precise_next_to_loud_ones(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    weight = rng.normal(size=(64, 16)).astype(np.float32)
+    x = rng.normal(size=(2, 6, 64)).astype(np.float32)
+    x[0, 0] *= 200  # one loud token: with one scale per batch it sets every token's step
+    graph = _gelu_matmul(tmp_path, weight)
+    expected = _run(graph, x)
+    rows = onnx.ModelProto()
+    rows.CopyFrom(graph)
+    assert [n.name for n in gelu_fed(rows)] == ["ffn_out"]
+    assert per_row_int8(rows, {"ffn_out"}, {}) == 1
+    got = _run(rows, x)
+    assert got.shape == expected.shape
+    error = np.linalg.norm(got - expected, axis=-1) / np.linalg.norm(expected, axis=-1)
+    assert error.max() < 0.02  # every token, the quiet ones included
+    per_tensor = _quantize_int8_dynamic(graph, [])
+    shared = np.linalg.norm(_run(per_tensor, x) - expected, axis=-1)
+    assert (shared / np.linalg.norm(expected, axis=-1)).max() > 0.1  # what per-row avoids
+
+
+def test_gptq_rounding_beats_rounding_to_nearest_on_unseen_inputs() -> None:
+    rng = np.random.default_rng(1)
+    mixing = rng.normal(size=(8, 48))  # correlated inputs, as a layer's are
+
+    def inputs(n: int) -> np.ndarray:
+        return rng.normal(size=(n, 8)) @ mixing + 0.1 * rng.normal(size=(n, 48))
+
+    weight = rng.normal(size=(48, 24)).astype(np.float32)
+    scale = np.abs(weight).max(0) / 127
+    calibration = inputs(2000)
+    codes = gptq_round(weight, scale, calibration.T @ calibration)
+    assert codes.dtype == np.int8
+    assert np.abs(codes.astype(int) - np.round(weight / scale)).max() <= 127
+    unseen = inputs(500)
+    exact = unseen @ weight
+    nearest = np.linalg.norm(unseen @ (np.round(weight / scale) * scale) - exact)
+    gptq = np.linalg.norm(unseen @ (codes * scale) - exact)
+    assert gptq < 0.5 * nearest  # measured: 0.28
 
 
 def test_guard_keeps_sensitive_matmuls_in_fp32_or_fails_cleanly(bert_dir: Path) -> None:

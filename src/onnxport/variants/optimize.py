@@ -2,7 +2,9 @@
 
 - O1: basic optimizations (constant folding, dead code and redundant node elimination);
 - O2: O1 + transformer fusions: Attention / MultiHeadAttention (with its bias and scale),
-  SkipLayerNormalization, BiasGelu, rotary embeddings, GroupQueryAttention where they apply;
+  SkipLayerNormalization, BiasGelu, rotary embeddings, GroupQueryAttention where they apply
+  (for CPU, each SkipLayerNormalization is then written as Sum + LayerNormalization, see
+  `split_skip_norms`);
 - O3: O2 + approximations: every Gelu becomes FastGelu (tanh approximation);
 - O4: O3 + fp16 weights and compute with fp32 inputs and outputs, for CUDA.
 
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import onnx
+from onnx import helper
 
 from onnxport.errors import OnnxportError, OptimizationError, VariantError, first_line
 from onnxport.exporters.postprocess import read_names
@@ -205,6 +208,52 @@ def drop_unused_outputs(model: onnx.ModelProto) -> int:
     return count
 
 
+def split_skip_norms(model: onnx.ModelProto) -> int:
+    """Write each SkipLayerNormalization as Sum + LayerNormalization, in place; returns how many.
+
+    For CPU. ONNX Runtime's CPU kernel for SkipLayerNormalization is 2-3.5x slower than its
+    LayerNormalization after a Sum of the same inputs (measured here: 56 vs 26 us at
+    1x16x768, 1.05 ms vs 0.30 ms at 8x128x384, 5.6 vs 1.7 ms at 8x256x1024); on MiniLM int8
+    at 8x128 the 12 nodes took 12.8 of 67 ms. A Sum, unlike an Add, is not fused back into
+    SkipLayerNormalization when ONNX Runtime loads the graph. Nodes whose mean or inverse
+    standard deviation outputs are read stay as they are.
+    """
+    if not any(o.domain in ("", "ai.onnx") and o.version >= 17 for o in model.opset_import):
+        return 0  # LayerNormalization needs opset 17
+    used = {name for node in model.graph.node for name in read_names(node)}
+    used |= {output.name for output in model.graph.output}
+    nodes, count = [], 0
+    for node in model.graph.node:
+        outputs = list(node.output) + [""] * (4 - len(node.output))
+        if (
+            node.op_type != "SkipLayerNormalization"
+            or node.domain != "com.microsoft"
+            or any(name and name in used for name in outputs[1:3])
+        ):
+            nodes.append(node)
+            continue
+        inputs = list(node.input) + [""] * (5 - len(node.input))
+        x, skip, gamma, beta, bias = inputs[:5]
+        epsilon = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-12)
+        total = outputs[3] or f"{node.name}_sum"
+        terms = [x, skip] + ([bias] if bias else [])
+        nodes.append(helper.make_node("Sum", terms, [total], f"{node.name}_sum"))
+        nodes.append(
+            helper.make_node(
+                "LayerNormalization",
+                [total, gamma] + ([beta] if beta else []),
+                [outputs[0]],
+                f"{node.name}_norm",
+                axis=-1,
+                epsilon=epsilon,
+            )
+        )
+        count += 1
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return count
+
+
 def _load_problem(model: onnx.ModelProto) -> str | None:
     """Why ONNX Runtime refuses to load `model`, or None when it loads.
 
@@ -273,15 +322,19 @@ def to_fp16(model: onnx.ModelProto, *, keep_io_types: bool = True) -> onnx.Model
 
 
 def optimize_graph(
-    model: onnx.ModelProto, level: int, *, pack_qkv: bool = True
+    model: onnx.ModelProto, level: int, *, pack_qkv: bool = True, device: str = "cpu"
 ) -> tuple[onnx.ModelProto, dict[str, int]]:
-    """One graph at `level` (1-4); returns it with the fusion counts."""
+    """One graph at `level` (1-4) for `device`; returns it with the fusion counts."""
     fusions: dict[str, int] = {}
     if level >= 2:
         model, fusions = fuse(model, pack_qkv=pack_qkv)
     if level >= 3:
         fusions["fast_gelu"] = approximate_gelu(model)
     optimized = basic_optimizations(model)
+    if level >= 2 and device == "cpu":
+        split = split_skip_norms(optimized)
+        if split:
+            fusions["skip_layer_normalization_split_for_cpu"] = split
     if level >= 4:
         optimized = to_fp16(optimized)
     return optimized, fusions
@@ -353,7 +406,7 @@ def optimize(
             logger.info("Optimizing %s at O%d (%s)...", name, level, LEVELS[level])
             source = onnx.load(str(folder / name))
             try:
-                optimized, counts = optimize_graph(source, level)
+                optimized, counts = optimize_graph(source, level, device=device)
             except Exception as err:
                 raise OptimizationError(
                     f"Optimizing {name} at O{level} failed: {first_line(err)}"
@@ -406,5 +459,6 @@ __all__ = [
     "fuse",
     "optimize",
     "optimize_graph",
+    "split_skip_norms",
     "to_fp16",
 ]
