@@ -260,6 +260,7 @@ def test_per_row_int8_keeps_every_token_precise_next_to_loud_ones(tmp_path: Path
     rows.CopyFrom(graph)
     assert [n.name for n in gelu_fed(rows)] == ["ffn_out"]
     assert per_row_int8(rows, {"ffn_out"}, {}) == 1
+    assert "w" not in {i.name for i in rows.graph.initializer}  # the fp32 weight is gone
     got = _run(rows, x)
     assert got.shape == expected.shape
     error = np.linalg.norm(got - expected, axis=-1) / np.linalg.norm(expected, axis=-1)

@@ -32,6 +32,7 @@ from onnx import helper, numpy_helper
 
 from onnxport.errors import QuantizationError, VariantError, first_line
 from onnxport.exporters.genai import GENAI_CONFIG, write_variant_config
+from onnxport.exporters.postprocess import read_names
 from onnxport.runtime.registry import GENERATIVE_TASKS
 from onnxport.sessions import CPU, create_session
 from onnxport.variants.files import base_graphs, exported_task, publish, save_graph, variant_file
@@ -471,10 +472,12 @@ def per_row_int8(model: onnx.ModelProto, names: set[str], rounded: Rounded) -> i
     }
     nodes: list[onnx.NodeProto] = []
     count = 0
+    replaced: set[str] = set()
     for node in model.graph.node:
         if node.name not in names or node.op_type != "MatMul":
             nodes.append(node)
             continue
+        replaced.add(node.input[1])
         x, y, p = node.input[0], node.output[0], f"{node.name}_rows"
         weight = numpy_helper.to_array(weights[node.input[1]]).astype(np.float32)
         inputs, outputs = weight.shape
@@ -537,6 +540,9 @@ def per_row_int8(model: onnx.ModelProto, names: set[str], rounded: Rounded) -> i
         )
         del model.graph.node[:]
         model.graph.node.extend(nodes)
+        used = {name for node in nodes for name in read_names(node)}
+        for name in replaced - used:  # the fp32 weights the int8 codes replace
+            model.graph.initializer.remove(weights[name])
         if not any(o.domain == "com.microsoft" for o in model.opset_import):
             model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return count
