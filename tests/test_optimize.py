@@ -25,13 +25,24 @@ from onnxport.variants.guard import (
     encoder_feeds,
     load_tokenizer,
 )
-from onnxport.variants.optimize import optimize, optimize_graph, split_skip_norms
+from onnxport.variants.optimize import (
+    basic_optimizations,
+    fuse,
+    optimize,
+    optimize_graph,
+    split_skip_norms,
+)
 from onnxport.variants.quantize import (
+    _matmuls,
     _quantize_int8_dynamic,
+    _sample_feeds,
+    collect_activations,
+    fold_into_values,
     gelu_fed,
     gptq_round,
     per_row_int8,
     quantize,
+    smooth,
 )
 
 PROMPTS = ["the quick brown fox", "paris is"]
@@ -233,13 +244,19 @@ def _gelu_matmul(tmp_path: Path, weight: np.ndarray) -> onnx.ModelProto:
     graph = helper.make_graph(
         [
             helper.make_node("Gelu", ["x"], ["g"], "gelu", domain="com.microsoft"),
-            helper.make_node("MatMul", ["g", "w"], ["y"], "ffn_out"),
+            helper.make_node("MatMul", ["g", "w"], ["mm"], "ffn_out"),
+            helper.make_node("Add", ["mm", "bias"], ["y"], "ffn_bias"),
         ],
         "ffn",
         [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["b", "s", weight.shape[0]])],
         [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
-        [numpy_helper.from_array(weight, "w")],
+        [
+            numpy_helper.from_array(weight, "w"),
+            numpy_helper.from_array(np.linspace(-1, 1, weight.shape[1], dtype=np.float32), "bias"),
+        ],
     )
+    for name in ("g", "mm"):  # the contrib Gelu's output type, for ONNX Runtime's quantizer
+        graph.value_info.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
     opsets = [helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)]
     return helper.make_model(graph, opset_imports=opsets)
 
@@ -261,6 +278,7 @@ def test_per_row_int8_keeps_every_token_precise_next_to_loud_ones(tmp_path: Path
     assert [n.name for n in gelu_fed(rows)] == ["ffn_out"]
     assert per_row_int8(rows, {"ffn_out"}, {}) == 1
     assert "w" not in {i.name for i in rows.graph.initializer}  # the fp32 weight is gone
+    assert "ffn_bias" not in {n.name for n in rows.graph.node}  # folded into the correction
     got = _run(rows, x)
     assert got.shape == expected.shape
     error = np.linalg.norm(got - expected, axis=-1) / np.linalg.norm(expected, axis=-1)
@@ -268,6 +286,38 @@ def test_per_row_int8_keeps_every_token_precise_next_to_loud_ones(tmp_path: Path
     per_tensor = _quantize_int8_dynamic(graph, [])
     shared = np.linalg.norm(_run(per_tensor, x) - expected, axis=-1)
     assert (shared / np.linalg.norm(expected, axis=-1)).max() > 0.1  # what per-row avoids
+
+
+def test_attention_output_smoothing_folds_exactly_into_the_values(bert_dir: Path) -> None:
+    model = basic_optimizations(fuse(onnx.load(str(bert_dir / "model.onnx")), pack_qkv=False)[0])
+    rng = np.random.default_rng(0)
+    for node in model.graph.node:  # a random model's biases are 0: give them values
+        if node.op_type == "MultiHeadAttention":
+            size = next(i.dims[0] for i in model.graph.initializer if i.name == node.input[3])
+            bias = rng.normal(size=size).astype(np.float32)
+            model.graph.initializer.append(numpy_helper.from_array(bias, f"{node.name}_b"))
+            node.input[3] = f"{node.name}_b"
+    texts = ["a short one", "and a rather longer text than that"]
+    feeds = list(_sample_feeds(bert_dir / "model.onnx", bert_dir, texts))
+    inputs = sorted({n.input[0] for n in _matmuls(model)})
+    smooth(model, collect_activations(model, feeds, inputs))
+    folded = onnx.ModelProto()
+    folded.CopyFrom(model)
+    assert fold_into_values(folded) == 2  # one attention per layer
+    assert (
+        sum(n.op_type == "Mul" for n in folded.graph.node)
+        == sum(n.op_type == "Mul" for n in model.graph.node) - 2
+    )
+    session = create_session(bert_dir / "model.onnx", None, CPU)
+    batch = encoder_feeds(session, load_tokenizer(bert_dir), texts)
+    expected = _run_feeds(model, batch)
+    np.testing.assert_allclose(_run_feeds(folded, batch), expected, atol=1e-5)
+
+
+def _run_feeds(model: onnx.ModelProto, feeds: dict) -> np.ndarray:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = {i.name for i in session.get_inputs()}
+    return session.run(None, {k: v for k, v in feeds.items() if k in names})[0]
 
 
 def test_gptq_rounding_beats_rounding_to_nearest_on_unseen_inputs() -> None:

@@ -254,6 +254,69 @@ def _insert_sorted(model: onnx.ModelProto, nodes: list[onnx.NodeProto]) -> None:
     model.graph.node.extend(result)
 
 
+def fold_into_values(model: onnx.ModelProto) -> int:
+    """Fold the smoothing Mul on each attention output into the value projection, in place.
+
+    An attention output's channel j is a softmax-weighted sum of value channel j, so dividing
+    the value weights' column j and bias j by the smoothing scale divides the output exactly,
+    and the Mul (one pass over every token) goes. Returns how many Muls were removed.
+    """
+    weights = {i.name: i for i in model.graph.initializer}
+    producers = {out: node for node in model.graph.node for out in node.output}
+    readers: dict[str, int] = {}
+    for node in model.graph.node:
+        for name in read_names(node):
+            readers[name] = readers.get(name, 0) + 1
+    removed: dict[str, str] = {}
+    for node in model.graph.node:
+        if node.op_type != "Mul" or not node.name.endswith("_smooth"):
+            continue
+        attention = producers.get(node.input[0])
+        inverse = weights.get(node.input[1])
+        if attention is None or inverse is None or attention.op_type != "MultiHeadAttention":
+            continue
+        value = producers.get(attention.input[2]) if len(attention.input) > 2 else None
+        bias = attention.input[3] if len(attention.input) > 3 else ""
+        if (
+            value is None
+            or value.op_type != "MatMul"
+            or value.input[1] not in weights
+            or readers.get(value.input[1]) != 1
+            or readers.get(attention.input[2]) != 1
+            or (bias and bias not in weights)
+        ):
+            continue
+        scale = numpy_helper.to_array(inverse).astype(np.float32)
+        matrix = numpy_helper.to_array(weights[value.input[1]]).astype(np.float32)
+        if matrix.shape[1] != scale.shape[0]:
+            continue
+        weights[value.input[1]].CopyFrom(
+            numpy_helper.from_array(matrix * scale[None, :], value.input[1])
+        )
+        if bias:
+            vector = numpy_helper.to_array(weights[bias]).astype(np.float32).copy()
+            vector[-scale.shape[0] :] *= scale  # (q, k, v) biases, v last
+            if readers.get(bias) == 1:
+                weights[bias].CopyFrom(numpy_helper.from_array(vector, bias))
+            else:  # shared (equal constants are merged): this attention gets its own
+                own = f"{bias}_{attention.name}"
+                model.graph.initializer.append(numpy_helper.from_array(vector, own))
+                attention.input[3] = own
+        removed[node.output[0]] = node.input[0]
+    if removed:
+        kept = [n for n in model.graph.node if not (n.op_type == "Mul" and n.output[0] in removed)]
+        for node in kept:
+            for i, name in enumerate(node.input):
+                node.input[i] = removed.get(name, name)
+        del model.graph.node[:]
+        model.graph.node.extend(kept)
+        for name in {n for n in weights if n.endswith("_smooth_inverse")} - {
+            x for node in kept for x in read_names(node)
+        }:
+            model.graph.initializer.remove(weights[name])
+    return len(removed)
+
+
 def unbias_skip_norms(model: onnx.ModelProto) -> int:
     """Move the bias out of SkipLayerNormalization into an Add after its MatMul, in place.
 
@@ -470,15 +533,33 @@ def per_row_int8(model: onnx.ModelProto, names: set[str], rounded: Rounded) -> i
         "rows_inv_255": np.array(1 / 255, dtype=np.float32),
         "rows_one": np.array(1.0, dtype=np.float32),
     }
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in read_names(node):
+            readers.setdefault(name, []).append(node)
     nodes: list[onnx.NodeProto] = []
     count = 0
     replaced: set[str] = set()
+    folded: set[int] = set()  # bias Adds merged into the correction
     for node in model.graph.node:
+        if id(node) in folded:
+            continue
         if node.name not in names or node.op_type != "MatMul":
             nodes.append(node)
             continue
         replaced.add(node.input[1])
         x, y, p = node.input[0], node.output[0], f"{node.name}_rows"
+        bias = None
+        after = readers.get(y, [])
+        if len(after) == 1 and after[0].op_type == "Add" and after[0].domain in ("", "ai.onnx"):
+            other = [name for name in after[0].input if name != y]
+            if len(other) == 1 and other[0] in weights and len(readers[other[0]]) == 1:
+                vector = numpy_helper.to_array(weights[other[0]])
+                if vector.shape == (weights[node.input[1]].dims[1],):
+                    bias = vector.astype(np.float64)  # added with the correction, in one Add
+                    folded.add(id(after[0]))
+                    replaced.add(other[0])
+                    y = after[0].output[0]
         weight = numpy_helper.to_array(weights[node.input[1]]).astype(np.float32)
         inputs, outputs = weight.shape
         # The floor, through the smoothing Mul when there is one: x * inverse >= -floor * inverse.
@@ -494,9 +575,10 @@ def per_row_int8(model: onnx.ModelProto, names: set[str], rounded: Rounded) -> i
             q = np.round(weight / step).clip(-127, 127).astype(np.int8)
         codes = numpy_helper.from_array(q, f"{p}_codes")
         scale = numpy_helper.from_array(step, f"{p}_scales")
-        correction = (-(shift.astype(np.float64) @ (q * step.astype(np.float64)))).astype(
-            np.float32
-        )
+        correction = -(shift.astype(np.float64) @ (q * step.astype(np.float64)))
+        if bias is not None:
+            correction += bias
+        correction = correction.astype(np.float32)
         model.graph.initializer.extend(
             [
                 codes,
@@ -757,7 +839,12 @@ def quantize(
                         n.input[0]: ROW_SMOOTHING_ALPHA for n in _matmuls(model) if n.name in rows
                     }
                     count = smooth(model, activations, alphas)
-                    logger.info("Smoothed the inputs of %d MatMuls.", count)
+                    folded = fold_into_values(model)
+                    logger.info(
+                        "Smoothed the inputs of %d MatMuls (%d scales folded into values).",
+                        count,
+                        folded,
+                    )
                     activations = collect_activations(
                         model, feeds, sorted({n.input[0] for n in _matmuls(model)})
                     )
