@@ -4,10 +4,15 @@ All modes start from the fp32 export with the O2 fusions applied, keeping Q, K a
 separate MatMuls (`MultiHeadAttention`) so the attention projections are quantized too.
 
 int8 is per-channel for weights. Before quantizing, activation outliers are migrated into
-the weights (SmoothQuant: `x W = (x / s)(s W)`, one explicit `Mul` per MatMul input, fp32):
-per-tensor activation scales are otherwise set by a few outlier channels and a one-word
-input's embedding loses most of its precision. ONNX Runtime's quantizer offers smoothing for
-static mode only and through an extra package, so it is done here in a few lines.
+the weights (SmoothQuant: `x W = (x / s)(s W)`, one explicit `Mul` per MatMul input, fp32,
+folded into the value projection after an attention): per-tensor activation scales are
+otherwise set by a few outlier channels and a one-word input's embedding loses most of its
+precision. ONNX Runtime's quantizer offers smoothing for static mode only and through an
+extra package, so it is done here in a few lines. int8-dynamic also quantizes GELU-fed
+MatMuls with one activation scale per token (`per_row_int8`) and rounds every int8 weight by
+GPTQ (`gptq_round`) from inputs measured on a built-in corpus; SkipLayerNormalization is
+written as Sum + LayerNormalization (`split_skip_norms`), which ONNX Runtime runs faster on
+CPU.
 
 Every run is compared with the fp32 export (see `guard`). When the worst cosine falls below
 `min_cosine`, the MatMuls whose quantization loses the most (ranked once, from their fp32
@@ -179,10 +184,10 @@ def _sample_feeds(model_path: Path, folder: Path, texts: list[str]) -> Iterator[
         yield {**tokens, **feeds}
 
 
-def collect_activations(
+def _probe(
     model: onnx.ModelProto, feeds: list[dict[str, Any]], names: list[str]
-) -> dict[str, list[np.ndarray]]:
-    """The fp32 values of tensors `names` on each feed (rows of the last axis)."""
+) -> Iterator[list[np.ndarray]]:
+    """The fp32 values of tensors `names` (made graph outputs for this), one feed at a time."""
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     present = {o.name for o in probe.graph.output}
@@ -193,10 +198,19 @@ def collect_activations(
         path = Path(tmp) / "probe.onnx"
         save_graph(probe, path)
         session = create_session(path, None, CPU, error=QuantizationError)
-        values: dict[str, list[np.ndarray]] = {name: [] for name in names}
+        inputs = {i.name for i in session.get_inputs()}
         for feed in feeds:
-            for name, value in zip(names, session.run(names, feed), strict=True):
-                values[name].append(value.reshape(-1, value.shape[-1]))
+            yield session.run(names, {k: v for k, v in feed.items() if k in inputs})
+
+
+def collect_activations(
+    model: onnx.ModelProto, feeds: list[dict[str, Any]], names: list[str]
+) -> dict[str, list[np.ndarray]]:
+    """The fp32 values of tensors `names` on each feed (rows of the last axis)."""
+    values: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    for outputs in _probe(model, feeds, names):
+        for name, value in zip(names, outputs, strict=True):
+            values[name].append(value.reshape(-1, value.shape[-1]))
     return values
 
 
@@ -435,23 +449,11 @@ def hessians(
 
     Summed feed by feed: a few hundred texts' activations would not fit in memory at once.
     """
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    present = {o.name for o in probe.graph.output}
-    for name in names:
-        if name not in present:
-            probe.graph.output.append(helper.make_empty_tensor_value_info(name))
     totals: dict[str, np.ndarray] = {}
-    with tempfile.TemporaryDirectory(prefix="onnxport-calib-") as tmp:
-        path = Path(tmp) / "probe.onnx"
-        save_graph(probe, path)
-        session = create_session(path, None, CPU, error=QuantizationError)
-        inputs = {i.name for i in session.get_inputs()}
-        for feed in feeds:
-            values = session.run(names, {k: v for k, v in feed.items() if k in inputs})
-            for name, value in zip(names, values, strict=True):
-                rows = value.reshape(-1, value.shape[-1]).astype(np.float64)
-                totals[name] = totals.get(name, 0.0) + rows.T @ rows
+    for outputs in _probe(model, feeds, names):
+        for name, value in zip(names, outputs, strict=True):
+            rows = value.reshape(-1, value.shape[-1]).astype(np.float64)
+            totals[name] = totals.get(name, 0.0) + rows.T @ rows
     return totals
 
 
