@@ -262,8 +262,7 @@ def _gelu_matmul(tmp_path: Path, weight: np.ndarray) -> onnx.ModelProto:
 
 
 def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run(None, {"x": x})[0]
+    return _run_feeds(model, {"x": x})
 
 
 def test_per_row_int8_keeps_every_token_precise_next_to_loud_ones(tmp_path: Path) -> None:

@@ -381,8 +381,14 @@ def rank_sensitivity(
 
 
 def _fake_int8_channels(w: np.ndarray) -> np.ndarray:
-    scale = np.maximum(np.abs(w).max(0, keepdims=True), 1e-12) / 127
-    return np.round(w / scale).clip(-127, 127) * scale
+    codes, scale = round_int8(w)
+    return codes * scale
+
+
+def round_int8(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-output int8 codes and scales, as ONNX Runtime's quantizer makes them."""
+    scale = (np.maximum(np.abs(weight).max(0), 1e-12) / 127).astype(np.float32)
+    return np.round(weight / scale).clip(-127, 127).astype(np.int8), scale
 
 
 def _fake_uint8(x: np.ndarray) -> np.ndarray:
@@ -508,12 +514,10 @@ def int8_weights(model: onnx.ModelProto, moments: dict[str, np.ndarray]) -> Roun
     rounded: Rounded = {}
     for node in _matmuls(model):
         weight = numpy_helper.to_array(weights[node.input[1]]).astype(np.float32)
-        scale = (np.maximum(np.abs(weight).max(0), 1e-12) / 127).astype(np.float32)
+        codes, scale = round_int8(weight)
         hessian = moments.get(node.input[0])
         if hessian is not None and weight.shape[0] <= GPTQ_MAX_INPUTS:
             codes = gptq_round(weight, scale.astype(np.float64), hessian)
-        else:
-            codes = np.round(weight / scale).clip(-127, 127).astype(np.int8)
         rounded[node.input[1]] = (codes, scale)
     return rounded
 
@@ -526,6 +530,8 @@ def per_row_int8(model: onnx.ModelProto, names: set[str], rounded: Rounded) -> i
     scale, plus the shift's product with the weights. ONNX Runtime's DynamicQuantizeMatMul
     takes one scale per tensor, so the rows are written out in standard ops around it.
     """
+    if not names:
+        return 0
     weights = {i.name: i for i in model.graph.initializer}
     producers = {out: node for node in model.graph.node for out in node.output}
     constants: dict[str, np.ndarray] = {
@@ -570,11 +576,7 @@ def per_row_int8(model: onnx.ModelProto, names: set[str], rounded: Rounded) -> i
         if source is not None and source.op_type == "Mul" and source.input[1] in weights:
             inverse = numpy_helper.to_array(weights[source.input[1]]).astype(np.float32)
         shift = (GELU_FLOOR * inverse).astype(np.float32)
-        if node.input[1] in rounded:
-            q, step = rounded[node.input[1]]
-        else:
-            step = (np.maximum(np.abs(weight).max(0), 1e-12) / 127).astype(np.float32)
-            q = np.round(weight / step).clip(-127, 127).astype(np.int8)
+        q, step = rounded[node.input[1]] if node.input[1] in rounded else round_int8(weight)
         codes = numpy_helper.from_array(q, f"{p}_codes")
         scale = numpy_helper.from_array(step, f"{p}_scales")
         correction = -(shift.astype(np.float64) @ (q * step.astype(np.float64)))
